@@ -1,0 +1,1 @@
+"""glee-serve: GLEE behind an API (model, export, service)."""

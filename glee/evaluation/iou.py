@@ -1,0 +1,51 @@
+"""Overlap measures shared by every metric, so that AP, REC, mIoU, tracking and J&F agree on IoU.
+
+Masks go through pycocotools' RLE (the library COCO evaluation itself uses), which keeps IoU
+matrices between many full-resolution masks cheap in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from glee.data.masks import encode_rle
+
+
+def xyxy_to_xywh(box: Sequence[float]) -> list[float]:
+    """``[x1, y1, x2, y2]`` to COCO ``[x, y, w, h]`` as plain floats (JSON-ready)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix [N, M] between xyxy boxes ``a`` [N, 4] and ``b`` [M, 4] (continuous coordinates)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix [N, M] between bool masks ``a`` [N, H, W] and ``b`` [M, H, W]."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    ious = mask_utils.iou([encode_rle(m) for m in a], [encode_rle(m) for m in b], [0] * len(b))
+    return np.asarray(ious, np.float64).reshape(len(a), len(b))
+
+
+def mask_pair_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two bool masks; 1.0 when both are empty (DAVIS: nothing to find and nothing found)."""
+    pred = np.asarray(pred, bool)
+    gt = np.asarray(gt, bool)
+    union = np.logical_or(pred, gt).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(pred, gt).sum() / union)

@@ -1,0 +1,146 @@
+"""Model configurations as plain dataclasses.
+
+One set of model classes serves every variant; a config only changes sizes. ``lite`` reproduces the
+official GLEE-Lite (R50) Stage-2/3 architecture so that zoo checkpoints load key-for-key; ``demo`` is
+the small family the project trains itself on the synthetic shapes domain. ``plus`` / ``pro`` are
+reserved names: their backbones (Swin-L, EVA02-L) are not implemented yet, and asking for them fails
+loudly instead of building something that silently cannot load their weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PIXEL_MEAN_RGB = (123.675, 116.280, 103.530)
+PIXEL_STD_RGB = (58.395, 57.120, 57.375)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """ResNet in detectron2's layout (``stem``, ``res2``..``res5``; stride on the 3x3 conv)."""
+
+    block: Literal["bottleneck", "basic"] = "bottleneck"
+    depths: tuple[int, int, int, int] = (3, 4, 6, 3)
+    stem_channels: int = 64
+    # Output channels of res2..res5; bottleneck width is out/4.
+    out_channels: tuple[int, int, int, int] = (256, 512, 1024, 2048)
+    # "frozen_bn" is what the official checkpoints use; "bn" lets a from-scratch backbone train.
+    # Both hold the same four tensors per norm, so a trained "bn" model loads as "frozen_bn".
+    norm: Literal["frozen_bn", "bn"] = "frozen_bn"
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """CLIP text tower (HF ``CLIPTextModel`` semantics: causal + padding mask, quick_gelu, final LN)."""
+
+    vocab_size: int = 49408
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+    mlp_dim: int = 2048
+    context_length: int = 77
+
+
+@dataclass(frozen=True)
+class GleeConfig:
+    """Everything that fixes tensor shapes and inference behaviour of a GLEE model."""
+
+    name: str = "lite"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    hidden_dim: int = 256
+    num_heads: int = 8
+    dim_feedforward: int = 2048
+    enc_layers: int = 6
+    dec_layers: int = 9
+    num_queries: int = 300
+    n_points: int = 4
+    # Encoder levels: res3, res4, res5 projected + one strided conv on res5 (strides 8..64).
+    num_feature_levels: int = 4
+    early_fusion: bool = True
+    # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
+    visual_prompt: bool = True
+    template_size: int = 256
+    max_prompt_points: int = 512
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, float, float] = PIXEL_MEAN_RGB
+    pixel_std: tuple[float, float, float] = PIXEL_STD_RGB
+    # Test-time resize of the shortest edge (0 = never resize) and the cap on the long edge.
+    min_size_test: int = 800
+    max_size_test: int = 1333
+
+    @property
+    def head_dim_fusion(self) -> int:
+        """VLFuse attention width per head equals the model width (2048 = 8 x 256 for Lite)."""
+        return self.hidden_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GleeConfig:
+        data = dict(data)
+        backbone = BackboneConfig(**_tuples(data.pop("backbone", {})))
+        text = TextConfig(**data.pop("text", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown GleeConfig fields: {sorted(unknown)}")
+        return cls(backbone=backbone, text=text, **_tuples(data))
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON turns tuples into lists; frozen dataclasses want them back as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def lite() -> GleeConfig:
+    """GLEE-Lite Stage-2/3 (R50, visual prompts): the layout of ``GLEE_Lite_{joint,scaleup}.pth``."""
+    return GleeConfig(name="lite")
+
+
+def lite_stage1() -> GleeConfig:
+    """GLEE-Lite Stage-1 (``GLEE_Lite_pretrain.pth``): no visual-prompt modules."""
+    return GleeConfig(name="lite_stage1", visual_prompt=False)
+
+
+def demo() -> GleeConfig:
+    """The embedded demo model: same classes as Lite, sized to train on 2 CPU cores in about an hour."""
+    return GleeConfig(
+        name="demo",
+        backbone=BackboneConfig(
+            block="basic", depths=(1, 1, 1, 1), stem_channels=32, out_channels=(32, 64, 128, 256), norm="bn"
+        ),
+        text=TextConfig(width=64, layers=3, heads=4, mlp_dim=256),
+        hidden_dim=128,
+        num_heads=4,
+        dim_feedforward=512,
+        enc_layers=3,
+        dec_layers=4,
+        num_queries=100,
+        max_prompt_points=128,
+        template_size=128,
+        min_size_test=256,
+        max_size_test=512,
+    )
+
+
+VARIANTS = {"lite": lite, "lite_stage1": lite_stage1, "demo": demo}
+RESERVED = {"plus": "Swin-L backbone", "pro": "EVA02-L backbone"}
+
+
+def get_config(name: str) -> GleeConfig:
+    """Config by variant name; reserved variants raise ``NotImplementedError`` with the reason."""
+    if name in VARIANTS:
+        return VARIANTS[name]()
+    if name in RESERVED:
+        raise NotImplementedError(
+            f"variant {name!r} needs the {RESERVED[name]}, which is not implemented yet"
+        )
+    raise ValueError(f"unknown GLEE variant {name!r}; known: {sorted(VARIANTS)}")

@@ -1,0 +1,283 @@
+"""Object decoder: two-stage query selection, deformable decoder with box refinement, and the heads.
+
+Official behaviours kept (see the architecture notes, section 1.5):
+
+* decoder memory is the encoder maps in *reverse* order (stride 64 first); proposal sizes 0.05 * 2**lvl
+  follow that order, so the stride-64 level gets 0.05 and stride 8 gets 0.4;
+* proposals with a coordinate outside (0.01, 0.99) are invalid: memory zeroed, logit-space box +inf;
+* the stored layer output is ``decoder_norm(out)`` and the class / confidence / mask heads apply
+  ``decoder_norm`` *again*; boxes and track embeddings use the single-normed output;
+* reference boxes are refined from the un-normed layer output (and detached);
+* class logits are raw dot products with the pooled text embeddings (no normalization, no scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glee.model.config import GleeConfig
+from glee.model.layers import MLP, inverse_sigmoid, sine_box_embed
+from glee.model.ops.ms_deform_attn import MSDeformAttn
+from glee.model.pixel_decoder import level_geometry
+
+
+@dataclass
+class QueryPrompt:
+    """What the queries are matched against.
+
+    class_embeddings [B, C, D] with class_mask [B, C] (False = padding class, for batched vocabularies);
+    sentence [B, D] (grounding: logits are against the sentence, class_embeddings unused);
+    tokens: per decoder layer the extra self-attention tokens [B, T, D] with token_mask [B, T]
+    (True = real); ``tokens_per_layer`` maps layer k to an index into ``tokens``.
+    select_by_confidence: visual-prompt mode ranks proposals with the confidence head.
+    """
+
+    class_embeddings: Tensor | None = None
+    class_mask: Tensor | None = None
+    sentence: Tensor | None = None
+    tokens: list[Tensor] = field(default_factory=list)
+    token_masks: list[Tensor] = field(default_factory=list)
+    tokens_per_layer: list[int] = field(default_factory=list)
+    select_by_confidence: bool = False
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention (norm2) -> deformable cross-attention (norm1) -> FFN (norm3), all post-norm."""
+
+    def __init__(self, d_model: int, d_ffn: int, n_levels: int, n_heads: int, n_points: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=0.0)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def forward(
+        self,
+        tgt: Tensor,
+        pos: Tensor,
+        ref: Tensor,
+        memory: Tensor,
+        shapes: Tensor,
+        starts: Tensor,
+        extra: Tensor | None,
+        attn_mask: Tensor | None,
+    ) -> Tensor:
+        """tgt/pos [B, Q, C]; extra [B, T, C] prompt tokens appended for self-attention only."""
+        q_len = tgt.shape[1]
+        seq, seq_pos = tgt, pos
+        if extra is not None:
+            # Prompt tokens are their own positional term (q = k = 2 * token, v = token).
+            seq = torch.cat([tgt, extra], 1)
+            seq_pos = torch.cat([pos, extra], 1)
+        qk = (seq + seq_pos).transpose(0, 1)
+        out = self.self_attn(qk, qk, seq.transpose(0, 1), attn_mask=attn_mask, need_weights=False)[0]
+        tgt = self.norm2(seq + out.transpose(0, 1))[:, :q_len]
+        tgt = self.norm1(tgt + self.cross_attn(tgt + pos, ref, memory, shapes, starts))
+        return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+class TransformerDecoder(nn.Module):
+    """Container matching ``predictor.decoder.{layers, ref_point_head}``."""
+
+    def __init__(self, cfg: GleeConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.layers = nn.ModuleList(
+            DecoderLayer(d, cfg.dim_feedforward, cfg.num_feature_levels, cfg.num_heads, cfg.n_points)
+            for _ in range(cfg.dec_layers)
+        )
+        self.ref_point_head = MLP(2 * d, d, d, 2)
+
+
+@dataclass
+class DenoisingQueries:
+    """Training-only extra queries placed before the matching queries (contrastive denoising)."""
+
+    tgt: Tensor  # [B, N, D]
+    ref_unsigmoid: Tensor  # [B, N, 4]
+    attn_mask: Tensor  # [N + Q, N + Q] bool, True = blocked
+
+
+@dataclass
+class LayerPrediction:
+    logits: Tensor  # [B, Q, C]
+    scores: Tensor  # [B, Q, 1] confidence
+    mask_embed: Tensor  # [B, Q, D]
+    boxes: Tensor  # [B, Q, 4] cxcywh sigmoid, normalized to the padded input
+
+
+@dataclass
+class DecoderOutput:
+    last: LayerPrediction
+    track_embed: Tensor  # [B, Q, D]
+    selected_index: Tensor  # [B, Q] memory token each query came from
+    selection_scores: Tensor  # [B, S] two-stage score of every memory token
+    aux: list[LayerPrediction] = field(default_factory=list)  # initial + layers 0..n-2 (training)
+    interm: LayerPrediction | None = None  # encoder proposals (training)
+    num_denoising: int = 0
+    denoising: LayerPrediction | None = None  # last layer's rows of the denoising queries (training)
+
+
+class ObjectDecoder(nn.Module):
+    """Checkpoint prefix ``predictor``."""
+
+    def __init__(self, cfg: GleeConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.num_queries = cfg.num_queries
+        self.n_heads = cfg.num_heads
+        self.category_embed = nn.Parameter(torch.empty(d, d))
+        nn.init.trunc_normal_(self.category_embed, std=0.02)
+        self.enc_output = nn.Linear(d, d)
+        self.enc_output_norm = nn.LayerNorm(d)
+        self.confidence_score = MLP(d, d, 1, 2)
+        self.mask_embed = MLP(d, d, d, 3)
+        self.decoder_norm = nn.LayerNorm(d)
+        self.decoder = TransformerDecoder(cfg)
+        self._bbox_embed = MLP(d, d, 4, 3)
+        nn.init.zeros_(self._bbox_embed.layers[-1].weight)
+        nn.init.zeros_(self._bbox_embed.layers[-1].bias)
+
+    def heads(self, hidden: Tensor, prompt: QueryPrompt) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, confidence, mask embedding) from a single-normed hidden state (normed once more here)."""
+        d = self.decoder_norm(hidden)
+        proj = d @ self.category_embed
+        if prompt.sentence is not None:
+            logits = torch.einsum("bqc,bc->bq", proj, prompt.sentence).unsqueeze(-1)
+        else:
+            logits = torch.einsum("bqc,bnc->bqn", proj, prompt.class_embeddings)
+            if prompt.class_mask is not None:
+                logits = logits.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
+        return logits, self.confidence_score(d), self.mask_embed(d)
+
+    def forward(
+        self,
+        maps: list[Tensor],
+        prompt: QueryPrompt,
+        *,
+        denoising: DenoisingQueries | None = None,
+        return_aux: bool = False,
+    ) -> DecoderOutput:
+        """maps: encoder-order multi-scale features [B, C, H_l, W_l] (stride 8 first)."""
+        rev = maps[::-1]
+        d = rev[0].shape[1]
+        shapes = [(m.shape[2], m.shape[3]) for m in rev]
+        spatial, starts = level_geometry(shapes, rev[0].device)
+        memory = torch.cat([m.flatten(2).transpose(1, 2) for m in rev], 1)
+
+        proposals, valid = _proposals(shapes, memory.device)
+        out_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[None, :, None], 0.0)))
+        if prompt.select_by_confidence:
+            select = self.confidence_score(out_memory).max(-1)[0]
+        else:
+            proj = out_memory @ self.category_embed
+            if prompt.sentence is not None:
+                select = torch.einsum("bqc,bc->bq", proj, prompt.sentence)
+            else:
+                cls = torch.einsum("bqc,bnc->bqn", proj, prompt.class_embeddings)
+                if prompt.class_mask is not None:
+                    cls = cls.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
+                select = cls.max(-1)[0]
+        coords = self._bbox_embed(out_memory) + proposals[None]
+        k = min(self.num_queries, select.shape[1])
+        topk = torch.topk(select, k, dim=1)[1]
+        ref_undetached = torch.gather(coords, 1, topk[..., None].expand(-1, -1, 4))
+        tgt_undetached = torch.gather(out_memory, 1, topk[..., None].expand(-1, -1, d))
+        tgt, ref_unsig = tgt_undetached.detach(), ref_undetached.detach()
+
+        interm = None
+        if return_aux:
+            logits, scores, membed = self.heads(tgt_undetached, prompt)
+            interm = LayerPrediction(logits, scores, membed, ref_undetached.sigmoid())
+
+        num_dn = 0
+        self_mask = None
+        if denoising is not None:
+            num_dn = denoising.tgt.shape[1]
+            tgt = torch.cat([denoising.tgt, tgt], 1)
+            ref_unsig = torch.cat([denoising.ref_unsigmoid, ref_unsig], 1)
+            self_mask = denoising.attn_mask
+
+        aux: list[LayerPrediction] = []
+        if return_aux:
+            logits, scores, membed = self.heads(tgt, prompt)
+            aux.append(LayerPrediction(logits, scores, membed, ref_unsig.sigmoid()))
+
+        ref = ref_unsig.sigmoid()
+        q = tgt.shape[1]
+        hidden = tgt
+        n_layers = len(self.decoder.layers)
+        for i, layer in enumerate(self.decoder.layers):
+            pos = self.decoder.ref_point_head(sine_box_embed(ref, d // 2))
+            extra, attn_mask = None, self_mask
+            if prompt.tokens:
+                t = prompt.tokens_per_layer[i]
+                extra = prompt.tokens[t]
+                attn_mask = _prompt_attention_mask(q, prompt.token_masks[t], self_mask, self.n_heads)
+            ref_input = ref[:, :, None, :].expand(-1, -1, len(shapes), -1)
+            hidden = layer(hidden, pos, ref_input, memory, spatial, starts, extra, attn_mask)
+            normed = self.decoder_norm(hidden)
+            new_ref = (self._bbox_embed(hidden) + inverse_sigmoid(ref)).sigmoid()
+            if return_aux or i == n_layers - 1:
+                boxes = (self._bbox_embed(normed) + inverse_sigmoid(ref)).sigmoid()
+                logits, scores, membed = self.heads(normed, prompt)
+                pred = LayerPrediction(logits, scores, membed, boxes)
+                if i < n_layers - 1:
+                    aux.append(pred)
+            ref = new_ref.detach()
+        last = _slice_queries(pred, num_dn, None)
+        return DecoderOutput(
+            last=last,
+            track_embed=normed[:, num_dn:],
+            selected_index=topk,
+            selection_scores=select,
+            aux=aux,
+            interm=interm,
+            num_denoising=num_dn,
+            denoising=_slice_queries(pred, 0, num_dn) if num_dn else None,
+        )
+
+
+def _slice_queries(pred: LayerPrediction, start: int, end: int | None) -> LayerPrediction:
+    if start == 0 and end is None:
+        return pred
+    rows = slice(start, end)
+    return LayerPrediction(
+        pred.logits[:, rows], pred.scores[:, rows], pred.mask_embed[:, rows], pred.boxes[:, rows]
+    )
+
+
+def _proposals(shapes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Logit-space anchor boxes for every memory token and their validity ([S, 4], [S])."""
+    boxes = []
+    for lvl, (h, w) in enumerate(shapes):
+        ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
+        cx = xs[None, :].expand(h, w)
+        cy = ys[:, None].expand(h, w)
+        size = torch.full((h, w), 0.05 * (2.0**lvl), dtype=torch.float32, device=device)
+        boxes.append(torch.stack([cx, cy, size, size], -1).reshape(-1, 4))
+    props = torch.cat(boxes, 0)
+    valid = ((props > 0.01) & (props < 0.99)).all(-1)
+    logit = torch.log(props / (1 - props)).masked_fill(~valid[:, None], float("inf"))
+    return logit, valid
+
+
+def _prompt_attention_mask(q: int, token_mask: Tensor, base: Tensor | None, n_heads: int) -> Tensor:
+    """[B*heads, Q+T, Q+T] bool mask: queries and padded prompt slots never see each other."""
+    b, t = token_mask.shape
+    mask = torch.zeros(b, q + t, q + t, dtype=torch.bool, device=token_mask.device)
+    if base is not None:
+        mask[:, :q, :q] = base
+    pad = ~token_mask
+    mask[:, :q, q:] = pad[:, None, :]
+    mask[:, q:, :q] = pad[:, :, None]
+    return mask.repeat_interleave(n_heads, dim=0)

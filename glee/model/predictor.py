@@ -1,0 +1,317 @@
+"""``GleePredictor``: task methods (detect / ground / segment) over a loaded GLEE, SAM-2 style.
+
+Inputs are numpy HxWx3 uint8 RGB arrays or PIL images; outputs are :class:`ImageResult` in original
+image pixels. Post-processing follows the official inference path: no NMS, top-K over query x class,
+final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
+prompts. Masks are computed only for the kept queries, never for all queries at full resolution.
+
+``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
+from glee.model.prompts import rasterize, validate_prompt
+from glee.model.types import ImageResult, ImageTask
+
+DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "glee-demo"
+VISUAL_CLASS_NAMES = ["object"]
+
+
+class InputError(ValueError):
+    """Bad user input (image, categories, expressions); the service maps it to HTTP 400."""
+
+
+def to_rgb_array(image: object) -> np.ndarray:
+    """numpy HxWx3 uint8 (RGB) or a PIL image -> contiguous HxWx3 uint8."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array or PIL image, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError("image is empty")
+    return np.ascontiguousarray(image)
+
+
+def resized_size(h: int, w: int, short: int, long_max: int) -> tuple[int, int]:
+    """detectron2 ResizeShortestEdge: short side to ``short`` unless the long side would pass ``long_max``."""
+    scale = short / min(h, w) if short > 0 else 1.0
+    if max(h, w) * scale > long_max:
+        scale = long_max / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+@dataclass
+class _Prepared:
+    pixels: torch.Tensor  # [3, h, w] float 0..255 at model-input size
+    orig: tuple[int, int]
+    size: tuple[int, int]
+
+
+class GleePredictor:
+    """Task API over a :class:`GleeModel`; owns the text-embedding cache."""
+
+    def __init__(self, model: GleeModel, model_name: str = "glee", *, text_cache_size: int = 4096) -> None:
+        self.model = model.eval()
+        self.model_name = model_name
+        self.cfg = model.cfg
+        self.text_cache_enabled = True
+        self._cache_size = text_cache_size
+        self._name_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._expr_cache: OrderedDict[str, TextPrompt] = OrderedDict()
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls, name_or_path: str | os.PathLike[str] | None = None, backend: str = "torch", device: str = "cpu"
+    ) -> GleePredictor:
+        """Load a converted weights directory (None = the embedded demo model) for ``backend``."""
+        if backend != "torch":
+            raise ValueError(f"backend {backend!r} is not available; use 'torch'")
+        from glee.model.checkpoint import load_pretrained
+
+        path = Path(name_or_path) if name_or_path is not None else DEMO_WEIGHTS
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"no converted GLEE weights at {path} (expected config.json + model.safetensors)"
+            )
+        model = load_pretrained(path, device=device)
+        name = "glee-demo" if name_or_path is None else path.name
+        return cls(model, name)
+
+    @classmethod
+    def random(cls, variant: str = "demo", seed: int = 0) -> GleePredictor:
+        """Randomly initialized model: for plumbing tests and benchmarks only (outputs mean nothing)."""
+        torch.manual_seed(seed)
+        return cls(build_glee(variant), f"{variant}-random")
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.hidden_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lang_projection.device
+
+    # ------------------------------------------------------------ public tasks
+    def detect(
+        self,
+        image: object,
+        categories: Sequence[str],
+        score_threshold: float = 0.3,
+        max_detections: int = 100,
+    ) -> ImageResult:
+        task = ImageTask("detect", to_rgb_array(image), categories=list(categories),
+                         score_threshold=score_threshold, max_detections=max_detections)  # fmt: skip
+        return self.run_batch([task])[0][0]
+
+    def ground(self, image: object, expressions: Sequence[str], top_k: int = 1) -> list[ImageResult]:
+        task = ImageTask("ground", to_rgb_array(image), expressions=list(expressions), max_detections=top_k)
+        return self.run_batch([task])[0]
+
+    def segment(self, image: object, prompts: Sequence[dict], top_k: int = 1) -> list[ImageResult]:
+        task = ImageTask("segment", to_rgb_array(image), prompts=list(prompts), max_detections=top_k)
+        return self.run_batch([task])[0]
+
+    # ------------------------------------------------------------ batching
+    def batch_key(self, task: ImageTask) -> Hashable:
+        """Tasks may share a forward when their padded input size and mode agree."""
+        h, w = task.image.shape[:2]
+        rh, rw = resized_size(h, w, self.cfg.min_size_test, self.cfg.max_size_test)
+        div = self.cfg.size_divisibility
+        return (task.kind, -(-rh // div) * div, -(-rw // div) * div)
+
+    @torch.inference_mode()
+    def run_batch(self, tasks: Sequence[ImageTask]) -> list[list[ImageResult]]:
+        """Run tasks (grouped internally by :meth:`batch_key`); one result list per task."""
+        for task in tasks:
+            self._validate(task)
+        groups: dict[Hashable, list[int]] = defaultdict(list)
+        for i, task in enumerate(tasks):
+            groups[self.batch_key(task)].append(i)
+        results: list[list[ImageResult]] = [[] for _ in tasks]
+        for idxs in groups.values():
+            group = [tasks[i] for i in idxs]
+            for i, res in zip(idxs, self._run_group(group), strict=True):
+                results[i] = res
+        return results
+
+    def _validate(self, task: ImageTask) -> None:
+        task.image = to_rgb_array(task.image)
+        if task.kind == "detect":
+            _check_texts(task.categories, "categories")
+            if task.max_detections < 1:
+                raise InputError("max_detections must be >= 1")
+        elif task.kind == "ground":
+            _check_texts(task.expressions, "expressions")
+        elif task.kind == "segment":
+            if not task.prompts:
+                raise InputError("prompts must be a non-empty list")
+            h, w = task.image.shape[:2]
+            for p in task.prompts:
+                validate_prompt(p, w, h)
+        else:
+            raise InputError(f"unknown task kind {task.kind!r}")
+
+    def _prepare(self, image: np.ndarray) -> _Prepared:
+        h, w = image.shape[:2]
+        rh, rw = resized_size(h, w, self.cfg.min_size_test, self.cfg.max_size_test)
+        if (rh, rw) != (h, w):
+            image = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
+        pixels = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1).float()
+        return _Prepared(pixels, (h, w), (rh, rw))
+
+    def _images(self, prepared: list[_Prepared]) -> torch.Tensor:
+        return torch.cat([self.model.normalize_and_pad(p.pixels[None]) for p in prepared], 0)
+
+    def _run_group(self, tasks: list[ImageTask]) -> list[list[ImageResult]]:
+        prepared = [self._prepare(t.image) for t in tasks]
+        kind = tasks[0].kind
+        if kind == "detect":
+            prompts = [self._category_prompt(t.categories) for t in tasks]
+            out = self.model.run(self._images(prepared), prompts)
+            return [
+                [self._detections(out, b, p, t.categories, t.score_threshold, t.max_detections)]
+                for b, (t, p) in enumerate(zip(tasks, prepared, strict=True))
+            ]
+        # ground / segment: one model item per expression / prompt, all in one forward.
+        items = [
+            (ti, x) for ti, t in enumerate(tasks) for x in (t.expressions if kind == "ground" else t.prompts)
+        ]
+        images = self._images(prepared)
+        batch = images[[ti for ti, _ in items]]
+        if kind == "ground":
+            prompts = [self._expression_prompt(x) for _, x in items]
+            out = self.model.run(batch, prompts)
+        else:
+            visual = self._visual(items, tasks, prepared, batch.shape[-2:])
+            out = self.model.run(batch, [self._category_prompt(VISUAL_CLASS_NAMES)] * len(items), visual)
+        results: list[list[ImageResult]] = [[] for _ in tasks]
+        for b, (ti, x) in enumerate(items):
+            label = x if kind == "ground" else "object"
+            rank = "logits" if kind == "ground" else "confidence"
+            results[ti].append(self._top(out, b, prepared[ti], label, rank, tasks[ti].max_detections))
+        return results
+
+    # ------------------------------------------------------------ prompts
+    def _category_prompt(self, names: Sequence[str]) -> TextPrompt:
+        missing = [n for n in dict.fromkeys(names) if not (self.text_cache_enabled and n in self._name_cache)]
+        fresh = dict(zip(missing, self.model.encode_names(missing), strict=True)) if missing else {}
+        tokens = []
+        for n in names:
+            t = fresh.get(n)
+            if t is None:
+                t = self._name_cache[n]
+                self._name_cache.move_to_end(n)
+            tokens.append(t)
+        if self.text_cache_enabled:
+            for n, t in fresh.items():
+                _lru_put(self._name_cache, n, t, self._cache_size)
+        return self.model.category_prompt(tokens)
+
+    def _expression_prompt(self, expression: str) -> TextPrompt:
+        if self.text_cache_enabled and expression in self._expr_cache:
+            self._expr_cache.move_to_end(expression)
+            return self._expr_cache[expression]
+        prompt = self.model.expression_prompt(expression)
+        if self.text_cache_enabled:
+            _lru_put(self._expr_cache, expression, prompt, self._cache_size)
+        return prompt
+
+    def _visual(self, items, tasks, prepared, padded_hw) -> VisualPrompt:
+        hp, wp = int(padded_hw[0]), int(padded_hw[1])
+        pos = torch.zeros(len(items), hp, wp, dtype=torch.bool)
+        neg = torch.zeros_like(pos)
+        types = []
+        for b, (ti, prompt) in enumerate(items):
+            p = prepared[ti]
+            (h, w), (rh, rw) = p.orig, p.size
+            kind, norm = validate_prompt(prompt, w, h)
+            raster = rasterize(kind, norm, (rw / w, rh / h), (rh, rw))
+            pos[b, :rh, :rw] = torch.from_numpy(raster.positive)
+            if raster.negative is not None:
+                neg[b, :rh, :rw] = torch.from_numpy(raster.negative)
+            types.append(raster.prompt_type)
+        return VisualPrompt(pos.to(self.device), types, neg.to(self.device) if neg.any() else None)
+
+    # ------------------------------------------------------------ post-processing
+    def _detections(
+        self, out: ModelOutput, b: int, p: _Prepared, names: list[str], threshold: float, k: int
+    ) -> ImageResult:
+        probs = out.decoder.last.logits[b, :, : len(names)].sigmoid()
+        flat = probs.flatten()
+        top = torch.topk(flat, min(k, flat.numel()))
+        queries = torch.div(top.indices, len(names), rounding_mode="floor")
+        classes = top.indices % len(names)
+        result = self._assemble(out, b, p, queries, top.values, [names[int(c)] for c in classes])
+        keep = result.scores >= threshold
+        return _select(result, np.nonzero(keep)[0])
+
+    def _top(self, out: ModelOutput, b: int, p: _Prepared, label: str, rank: str, k: int) -> ImageResult:
+        last = out.decoder.last
+        score = last.logits[b, :, 0].sigmoid() if rank == "logits" else last.scores[b, :, 0].sigmoid()
+        top = torch.topk(score, min(max(k, 1), score.numel()))
+        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices))
+
+    def _assemble(self, out: ModelOutput, b: int, p: _Prepared, queries: torch.Tensor, probs: torch.Tensor,
+                  labels: list[str]) -> ImageResult:  # fmt: skip
+        (h, w), (rh, rw) = p.orig, p.size
+        if len(queries) == 0:
+            return ImageResult.empty(h, w, self.embed_dim)
+        unique, inverse = torch.unique(queries, return_inverse=True)
+        logits = out.masks_for(b, unique)  # [U, Hp/4, Wp/4]
+        up = F.interpolate(logits[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :rh, :rw]
+        full = F.interpolate(up[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        masks = full > 0
+        prob = full.sigmoid()
+        mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
+        scores = probs * mask_score[inverse]
+        hp, wp = out.mask_features.shape[-2] * 4, out.mask_features.shape[-1] * 4
+        cx, cy, bw, bh = out.decoder.last.boxes[b, unique].unbind(-1)
+        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+        boxes = boxes * torch.tensor([wp * w / rw, hp * h / rh] * 2, device=boxes.device)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        order = torch.argsort(scores, descending=True, stable=True)
+        inv = inverse[order]
+        return ImageResult(
+            boxes=boxes[inv].float().cpu().numpy(),
+            scores=scores[order].float().cpu().numpy(),
+            labels=[labels[int(i)] for i in order],
+            masks=masks[inv].cpu().numpy(),
+            track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
+            query_index=unique[inv].cpu().numpy().astype(np.int64),
+        )
+
+
+def _select(r: ImageResult, idx: np.ndarray) -> ImageResult:
+    return ImageResult(r.boxes[idx], r.scores[idx], [r.labels[i] for i in idx], r.masks[idx],
+                       r.track_embeds[idx], r.query_index[idx])  # fmt: skip
+
+
+def _check_texts(texts: list[str] | None, name: str) -> None:
+    if not texts or not isinstance(texts, list):
+        raise InputError(f"{name} must be a non-empty list of strings")
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            raise InputError(f"{name} must contain non-empty strings")
+
+
+def _lru_put(cache: OrderedDict, key: str, value: object, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)

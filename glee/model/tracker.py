@@ -1,0 +1,198 @@
+"""Online association of per-frame GLEE outputs into tracks (numpy + scipy only, no torch).
+
+The official GLEE video path is offline MinVIS matching: 300 fixed slots for the whole clip, no births or
+deaths. Streaming sessions need an online tracker whose state is small, so this keeps GLEE's association
+signal — cosine similarity of the decoder's track embedding to a memory that is the mean of a track's last
+k embeddings (k = 3 in GLEE) — and adds what MinVIS leaves out: a box IoU term against a constant-velocity
+prediction (it separates look-alike objects, which the demo domain is full of), gates, births above a
+score threshold and deaths after ``max_age`` unmatched frames.
+
+Three rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``:
+
+* ``associate`` (task "track"): Hungarian assignment (scipy) of detections to all live tracks.
+* ``follow`` (RVOS): per frame the candidate maximising ``grounding score + λ * similarity`` to the
+  referred track. This is the temporal-consistency rule described for GLEE's unpublished RVOS inference,
+  with the previous selection generalised to the memory of the last k selections (``memory_size=1`` gives
+  exactly "similarity to the previous frame's selected query").
+* ``select_candidate`` (VOS, and inside ``follow``): the same rule for one object and its own candidates.
+
+Every function mutates the ``TrackState`` it is given; ``VideoPredictor.step`` hands them a copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from glee.model.track_state import TaskConfig, Track, TrackState
+from glee.model.types import ImageResult
+
+# Cost of a forbidden pair: larger than any real cost (1 - similarity <= 2), so Hungarian avoids it.
+_FORBIDDEN = 1e6
+# A velocity estimate blends the newest displacement with the previous estimate (exponential smoothing).
+_VELOCITY_SMOOTHING = 0.5
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes ``a`` [N,4] and ``b`` [M,4] -> [N,M] (0 for empty boxes)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norm, 1e-6)
+
+
+def memory(track: Track) -> np.ndarray:
+    """A track's appearance memory: the normalised mean of its stored (last k) embeddings."""
+    return _normalize(track.embeds.astype(np.float32).mean(axis=0))
+
+
+def predicted_box(track: Track) -> np.ndarray:
+    """Where the track's box should be on the next frame, by constant velocity over the frames missed."""
+    return (track.box + track.velocity * np.float32(track.age + 1)).astype(np.float32)
+
+
+def similarity(
+    tracks: list[Track], boxes: np.ndarray, embeds: np.ndarray, cfg: TaskConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(sim, cos)``, both [T,N]: the combined similarity of tracks to detections and its cosine part."""
+    if not tracks or len(boxes) == 0:
+        shape = (len(tracks), len(boxes))
+        return np.zeros(shape), np.zeros(shape)
+    mems = np.stack([memory(t) for t in tracks]).astype(np.float64)
+    cos = mems @ _normalize(embeds).astype(np.float64).T
+    iou = box_iou(np.stack([predicted_box(t) for t in tracks]), boxes)
+    return cfg.embed_weight * cos + (1.0 - cfg.embed_weight) * iou, cos
+
+
+def new_track(state: TrackState, det: ImageResult, index: int, track_id: int | None = None) -> Track:
+    """Start a track from detection row ``index`` (id: the next free one unless given) and add it."""
+    if track_id is None:
+        track_id = state.next_id
+    state.next_id = max(state.next_id, track_id + 1)
+    track = Track(
+        track_id=track_id,
+        label=det.labels[index],
+        box=np.asarray(det.boxes[index], np.float32).copy(),
+        velocity=np.zeros(4, np.float32),
+        embeds=_normalize(det.track_embeds[index])[None].astype(np.float16),
+        scores=np.asarray([det.scores[index]], np.float32),
+    )
+    state.tracks = [t for t in state.tracks if t.track_id != track_id] + [track]
+    return track
+
+
+def observe(track: Track, det: ImageResult, index: int, cfg: TaskConfig) -> None:
+    """Extend a track with detection row ``index``: box, motion, embedding memory, scores, label."""
+    box = np.asarray(det.boxes[index], np.float32)
+    step = (box - track.box) / np.float32(track.age + 1)
+    if track.hits == 1:
+        track.velocity = step.astype(np.float32)
+    else:
+        a = np.float32(_VELOCITY_SMOOTHING)
+        track.velocity = (a * step + (np.float32(1) - a) * track.velocity).astype(np.float32)
+    track.box = box.copy()
+    score = np.float32(det.scores[index])
+    # Label hysteresis: a per-frame label flip only sticks when it beats the track's recent confidence.
+    if det.labels[index] != track.label and score > track.scores.mean():
+        track.label = det.labels[index]
+    track.scores = np.append(track.scores, score)[-cfg.score_window :].astype(np.float32)
+    embed = _normalize(det.track_embeds[index])[None].astype(np.float16)
+    track.embeds = np.concatenate([track.embeds, embed])[-cfg.memory_size :]
+    track.age = 0
+    track.hits += 1
+
+
+def miss(state: TrackState, track: Track) -> None:
+    """The track was not observed this frame: age it and drop it once it is older than ``max_age``."""
+    track.age += 1
+    if track.age > state.config.max_age:
+        state.tracks = [t for t in state.tracks if t is not track]
+
+
+def _dedupe_queries(det: ImageResult, min_score: float) -> np.ndarray:
+    """Rows worth associating, best score first: one row per query (detection may list a query under
+    several labels), at or above ``min_score``."""
+    order = np.argsort(-det.scores, kind="stable")
+    order = order[det.scores[order] >= min_score]
+    if len(det.query_index) != len(det):
+        return order
+    _, first = np.unique(det.query_index[order], return_index=True)
+    return order[np.sort(first)]
+
+
+def associate(state: TrackState, det: ImageResult) -> np.ndarray:
+    """One frame of multi-object tracking. Returns int64 [N]: the track id of each row of ``det``, or -1
+    for rows that are not output (below threshold, duplicates, unmatched low-score rows)."""
+    cfg = state.config
+    ids = np.full(len(det), -1, np.int64)
+    rows = _dedupe_queries(det, cfg.match_threshold)
+    tracks = list(state.tracks)
+    matched: set[int] = set()
+    if tracks and len(rows):
+        sim, cos = similarity(tracks, det.boxes[rows], det.track_embeds[rows], cfg)
+        allowed = (sim >= cfg.match_gate) & (cos >= cfg.embed_gate)
+        t_idx, d_idx = linear_sum_assignment(np.where(allowed, 1.0 - sim, _FORBIDDEN))
+        for t, d in zip(t_idx, d_idx, strict=True):
+            if allowed[t, d]:
+                observe(tracks[t], det, int(rows[d]), cfg)
+                ids[rows[d]] = tracks[t].track_id
+                matched.add(t)
+    for t, track in enumerate(tracks):
+        if t not in matched:
+            miss(state, track)
+    for r in rows:
+        if ids[r] >= 0 or det.scores[r] < cfg.score_threshold:
+            continue
+        taken = ids >= 0
+        if taken.any() and box_iou(det.boxes[r], det.boxes[taken]).max() >= cfg.nms_iou:
+            continue
+        ids[r] = new_track(state, det, int(r)).track_id
+    state.frame_index += 1
+    return ids
+
+
+def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | None:
+    """Row of ``det`` (one object's candidates) that continues ``track``: the best
+    ``score + temporal_weight * similarity`` among rows passing the score and similarity gates."""
+    if len(det) == 0:
+        return None
+    sim, cos = similarity([track], det.boxes, det.track_embeds, cfg)
+    ok = (det.scores >= cfg.match_threshold) & (sim[0] >= cfg.match_gate) & (cos[0] >= cfg.embed_gate)
+    if not ok.any():
+        return None
+    total = np.where(ok, det.scores + cfg.temporal_weight * sim[0], -np.inf)
+    return int(np.argmax(total))
+
+
+def follow(state: TrackState, det: ImageResult) -> int | None:
+    """One frame of RVOS over ``det``, the expression's top-K candidates. Returns the output row or None.
+
+    Before the referred object is found (or after its track died) the best-scoring candidate starts the
+    track if it reaches ``score_threshold``; afterwards ``select_candidate`` keeps it temporally consistent.
+    """
+    cfg = state.config
+    state.frame_index += 1
+    if not state.tracks:
+        if len(det) == 0 or det.scores.max() < cfg.score_threshold:
+            return None
+        best = int(np.argmax(det.scores))
+        new_track(state, det, best)
+        return best
+    track = state.tracks[0]
+    choice = select_candidate(track, det, cfg)
+    if choice is None:
+        miss(state, track)
+    else:
+        observe(track, det, choice, cfg)
+    return choice

@@ -1,0 +1,82 @@
+"""Mask and box encodings of the API: COCO RLE (pycocotools), polygons, PNG; xyxy or xywh boxes.
+
+Coordinates follow the COCO convention: pixel (row r, column c) covers [c, c+1] x [r, r+1], so a
+polygon rasterised by ``pycocotools.mask.frPyObjects`` reproduces the mask (holes filled: COCO polygons
+cannot hold holes; ask for RLE or PNG when holes matter).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import contourpy
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from glee.service.errors import InvalidInputError
+from glee.service.schemas import BoxFormat, Mask, MaskFormat, RleMask
+
+
+def encode_box(box_xyxy: np.ndarray, box_format: BoxFormat) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    values = (x1, y1, x2, y2) if box_format == "xyxy" else (x1, y1, x2 - x1, y2 - y1)
+    return [round(v, 2) for v in values]
+
+
+def encode_mask(mask: np.ndarray, mask_format: MaskFormat) -> Mask:
+    """One bool [H, W] mask in the requested format (``None`` for ``"none"``)."""
+    if mask_format == "rle":
+        return encode_rle(mask)
+    if mask_format == "polygon":
+        return mask_to_polygons(mask)
+    if mask_format == "png":
+        return encode_png(mask)
+    return None
+
+
+def encode_rle(mask: np.ndarray) -> RleMask:
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return RleMask(size=(int(rle["size"][0]), int(rle["size"][1])), counts=rle["counts"].decode("ascii"))
+
+
+def decode_rle(rle: RleMask, height: int, width: int) -> np.ndarray:
+    """A client-given RLE (a VOS mask prompt) -> bool [H, W]; it must match the frame size."""
+    if tuple(rle.size) != (height, width):
+        message = f"mask size {list(rle.size)} does not match the frame size [{height}, {width}]"
+        raise InvalidInputError(message, code="invalid_prompt")
+    try:
+        decoded = mask_utils.decode({"size": [height, width], "counts": rle.counts.encode("ascii")})
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidInputError(f"mask RLE cannot be decoded: {exc}", code="invalid_prompt") from exc
+    return decoded.astype(bool)
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Outer contours as flat ``[x1, y1, x2, y2, ...]`` lists, collinear vertices removed."""
+    if not mask.any():
+        return []
+    # Zero padding closes contours that touch the border; the 0.5 level runs between pixel centres.
+    padded = np.pad(mask, 1).astype(np.float32)
+    generator = contourpy.contour_generator(z=padded, fill_type=contourpy.FillType.OuterOffset)
+    points, offsets = generator.filled(0.5, 2.0)
+    polygons = []
+    for ring_points, ring_offsets in zip(points, offsets, strict=True):
+        # The first ring of each filled polygon is its outer boundary; it repeats its first vertex.
+        ring = ring_points[ring_offsets[0] : ring_offsets[1] - 1] - 0.5
+        before, after = np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0)
+        turn = (ring[:, 0] - before[:, 0]) * (after[:, 1] - ring[:, 1]) - (ring[:, 1] - before[:, 1]) * (
+            after[:, 0] - ring[:, 0]
+        )
+        ring = ring[np.abs(turn) > 1e-9]
+        if len(ring) >= 3:
+            polygons.append([round(float(v), 2) for v in ring.ravel()])
+    return polygons
+
+
+def encode_png(mask: np.ndarray) -> str:
+    """Base64 of an 8-bit grayscale PNG, 255 inside the object."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,104 @@
+"""Turning request images into RGB arrays, with every failure mapped to a documented client error.
+
+Order matters: the pixel count is read from the file header before any pixel is decoded, so a small
+file that declares 20000x20000 pixels costs nothing (413) instead of gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from glee.service.errors import InvalidInputError, PayloadTooLargeError
+
+_DATA_URI_MARK = ";base64,"
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Encoded image file -> uint8 RGB array [H, W, 3] (first frame of animations, EXIF ignored)."""
+    if not data:
+        raise InvalidInputError("the image is empty (0 bytes)", code="empty_image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLargeError(f"image has too many pixels (limit {max_pixels})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInputError("the image could not be decoded", code="undecodable_image") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidInputError(f"image has no pixels ({width}x{height})", code="empty_image")
+    if width * height > max_pixels:
+        raise PayloadTooLargeError(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    try:
+        rgb = image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        message = f"the image is truncated or corrupt: {exc}"
+        raise InvalidInputError(message, code="undecodable_image") from exc
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64, optionally behind a ``data:<mime>;base64,`` prefix; whitespace is ignored."""
+    if text.startswith("data:"):
+        if _DATA_URI_MARK not in text:
+            raise InvalidInputError("data URI images must be base64 encoded", code="undecodable_image")
+        text = text.split(_DATA_URI_MARK, 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        message = "image is neither valid base64 nor an http(s) URL"
+        raise InvalidInputError(message, code="bad_base64") from exc
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+class RemoteImageFetcher:
+    """Downloads http(s) images for requests that pass a URL, only from allow-listed hosts.
+
+    Redirects are not followed (they could leave the allow-list) and the download stops at the body
+    size limit, so a remote image can never be bigger than an uploaded one.
+    """
+
+    def __init__(self, *, enabled: bool, hosts: list[str], timeout_s: float, max_bytes: int) -> None:
+        self.enabled = enabled
+        self.hosts = {h.lower() for h in hosts}
+        self.max_bytes = max_bytes
+        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) if enabled else None
+
+    async def fetch(self, url: str) -> bytes:
+        if self._client is None:
+            raise InvalidInputError("remote image URLs are disabled on this server", code="url_not_allowed")
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in self.hosts:
+            message = f"host {host!r} is not in the remote image allow-list"
+            raise InvalidInputError(message, code="url_not_allowed")
+        try:
+            async with self._client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise InvalidInputError(
+                        f"fetching the image returned HTTP {response.status_code}", code="url_fetch_failed"
+                    )
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise PayloadTooLargeError(f"remote image is larger than {self.max_bytes} bytes")
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise InvalidInputError(f"fetching the image failed: {exc}", code="url_fetch_failed") from exc
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

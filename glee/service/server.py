@@ -1,0 +1,76 @@
+"""``glee serve``: the REST and gRPC servers and the engine in one process and one event loop.
+
+Both servers come up first (so liveness probes answer at once); the model loads in the background and
+readiness (``/readyz``, gRPC health) flips to serving when it is warmed up. A model that fails to load
+stops the process with an error instead of leaving a server that can never become ready. SIGINT/SIGTERM
+stop accepting, give in-flight requests a grace period, then stop the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from glee.service.engine import Engine
+from glee.service.grpc_api import set_serving, start_grpc_server
+from glee.service.rest import create_app
+from glee.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_GRACE_S = 5.0
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling (it would re-raise SIGTERM after its shutdown and kill the
+    process before the gRPC server and the engine stop); ``serve`` routes the signals to it instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM; raises if the model cannot be loaded."""
+    engine = Engine(settings)
+    grpc_server, grpc_port, health = await start_grpc_server(engine, settings.host, settings.grpc_port)
+    await set_serving(health, False)
+    http = _HttpServer(
+        uvicorn.Config(
+            create_app(engine),
+            host=settings.host,
+            port=settings.http_port,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(_GRACE_S),
+        )
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, http.handle_exit, sig, None)
+    log.info("gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host, settings.http_port)
+
+    async def load_model() -> None:
+        await engine.start()
+        await set_serving(health, True)
+
+    loading = asyncio.create_task(load_model())
+    http_task = asyncio.create_task(http.serve())
+    try:
+        done, _ = await asyncio.wait({loading, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        if loading in done and loading.exception() is not None:
+            http.should_exit = True
+            await http_task
+            raise loading.exception()
+        await http_task
+    finally:
+        loading.cancel()
+        await set_serving(health, False)
+        await grpc_server.stop(_GRACE_S)
+        await engine.stop()

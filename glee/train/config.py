@@ -1,0 +1,93 @@
+"""Training configuration: a JSON file validated by pydantic (``configs/demo.json`` is the demo run).
+
+The model itself is named by ``model`` (a variant of :func:`glee.model.config.get_config`) plus optional
+``model_overrides`` of :class:`GleeConfig` fields, so a run records exactly which architecture it trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from glee.model.config import GleeConfig, get_config
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TaskMix(_Strict):
+    """Relative frequencies of the step tasks, of detection list kinds and of visual prompt kinds."""
+
+    detect: float = 0.45
+    ground: float = 0.2
+    visual: float = 0.2
+    pairs: float = 0.15
+    max_frame_gap: int = Field(4, ge=1)
+    # Detection category lists.
+    all_shapes: float = 0.3
+    some_shapes: float = 0.15
+    phrases: float = 0.2
+    all_phrases: float = 0.15
+    object: float = 0.1
+    mixed: float = 0.1
+    # Visual prompts.
+    point: float = 0.4
+    box: float = 0.3
+    scribble: float = 0.2
+    mask: float = 0.1
+    negative_points: float = 0.25
+
+
+class LossWeights(_Strict):
+    """GLEE / MaskDINO weights; the matcher uses class, L1, GIoU (and confidence for visual prompts)."""
+
+    cls: float = 4.0
+    conf: float = 4.0
+    l1: float = 5.0
+    giou: float = 2.0
+    mask: float = 5.0
+    dice: float = 5.0
+    track: float = 2.0
+    focal_alpha: float = 0.25
+    mask_points: int = Field(768, ge=16)
+    track_temperature: float = 0.1
+
+
+class TrainConfig(_Strict):
+    model: str = "demo"
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    threads: int = 2
+    size: int = Field(256, ge=32)
+    batch_size: int = Field(8, ge=2)
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    # Wall-clock and step budgets; training ends at whichever comes first (0 = no limit).
+    max_minutes: float = 60.0
+    max_steps: int = 0
+    # The learning rate drops by lr_drop_factor once this fraction of the budget is spent.
+    lr_drop_at: float = 0.9
+    lr_drop_factor: float = 0.1
+    denoising_queries: int = Field(60, ge=0)
+    dn_label_noise: float = 0.25
+    dn_box_noise: float = 1.0
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    export_dtype: str = "float16"
+    tasks: TaskMix = Field(default_factory=TaskMix)
+    loss: LossWeights = Field(default_factory=LossWeights)
+
+    def glee_config(self) -> GleeConfig:
+        """The GLEE architecture this run trains."""
+        base = get_config(self.model).to_dict()
+        base.update(self.model_overrides)
+        return GleeConfig.from_dict(base)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.model_validate(json.loads(Path(path).read_text()))

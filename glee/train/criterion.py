@@ -1,0 +1,226 @@
+"""The GLEE training objective over one batch's model output.
+
+Every prediction layer (encoder proposals, the initial decoder state and every decoder layer) is matched
+to the targets on its own and gets the focal class loss (against the image's text embeddings or the
+sentence), L1 + GIoU box losses and — for decoder layers — BCE + dice mask losses on sampled points.
+Visual-prompt batches add the focal confidence loss (matched query = 1, all others = 0), the signal the
+predictor ranks prompted results by. Denoising rows get class / box / mask losses against the object they
+were made from; video pairs add the contrastive track-embedding loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from glee.model.glee import ModelOutput
+from glee.model.object_decoder import LayerPrediction
+from glee.train.config import LossWeights
+from glee.train.denoising import DenoisingPlan
+from glee.train.losses import (
+    box_xyxy,
+    focal_loss,
+    generalized_iou,
+    mask_losses,
+    point_coords,
+    sample_at,
+    track_contrastive_loss,
+)
+from glee.train.matcher import match
+
+
+@dataclass
+class Targets:
+    """One image's targets as tensors (see :class:`glee.train.tasks.ImageTargets`)."""
+
+    classes: Tensor  # [n, C] multi-hot over the image's own names
+    boxes: Tensor  # [n, 4] cxcywh in [0, 1]
+    points: Tensor  # [n, P, 2] mask sample points in [0, 1]
+    point_labels: Tensor  # [n, P] ground-truth mask values at those points
+    tracks: Tensor  # [n]
+
+
+def mask_targets(masks: Tensor, boxes_cxcywh: Tensor, num_points: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Sample points per object once per step (shared by all layers) and read the GT mask there."""
+    if masks.shape[0] == 0:
+        return torch.zeros(0, num_points, 2), torch.zeros(0, num_points)
+    coords = point_coords(box_xyxy(boxes_cxcywh), num_points, generator)
+    return coords, sample_at(masks.float(), coords)
+
+
+class Criterion:
+    def __init__(self, weights: LossWeights) -> None:
+        self.w = weights
+
+    def __call__(
+        self,
+        out: ModelOutput,
+        targets: list[Targets],
+        visual: bool,
+        plan: DenoisingPlan | None = None,
+        pairs: bool = False,
+    ) -> dict[str, Tensor]:
+        w = self.w
+        dec = out.decoder
+        num = max(sum(len(t.boxes) for t in targets), 1)
+        losses: dict[str, Tensor] = {}
+        n_dn = dec.num_denoising
+        layers: list[tuple[str, LayerPrediction, bool]] = []
+        if dec.interm is not None:
+            layers.append(("interm", dec.interm, False))
+        layers += [(f"aux{i}", _rows(p, n_dn, None), True) for i, p in enumerate(dec.aux)]
+        layers.append(("last", dec.last, True))
+        last_match = None
+        for name, pred, with_masks in layers:
+            indices = self._match(pred, targets, visual)
+            self._add(losses, self._layer(pred, targets, indices, out.mask_features if with_masks else None, visual, num))
+            if name == "last":
+                last_match = indices
+        if plan is not None:
+            dn_layers = [_rows(p, 0, n_dn) for p in dec.aux[1:]]
+            if dec.denoising is not None:
+                dn_layers.append(dec.denoising)
+            for pred in dn_layers:
+                self._add(losses, self._denoising(pred, targets, plan, out.mask_features))
+        if pairs and last_match is not None:
+            losses["track"] = w.track * self._track(dec.track_embed, targets, last_match)
+        return losses
+
+    @staticmethod
+    def _add(total: dict[str, Tensor], new: dict[str, Tensor]) -> None:
+        for k, v in new.items():
+            total[k] = total[k] + v if k in total else v
+
+    def _match(self, pred: LayerPrediction, targets: list[Targets], visual: bool) -> list[tuple[Tensor, Tensor]]:
+        w = self.w
+        out = []
+        for b, t in enumerate(targets):
+            c = t.classes.shape[1]
+            out.append(
+                match(
+                    pred.logits[b, :, :c].detach(),
+                    pred.boxes[b].detach(),
+                    t.classes,
+                    t.boxes,
+                    w_cls=w.cls,
+                    w_l1=w.l1,
+                    w_giou=w.giou,
+                    scores=pred.scores[b].detach() if visual else None,
+                    w_conf=w.conf,
+                    alpha=w.focal_alpha,
+                )
+            )
+        return out
+
+    def _class_loss(
+        self,
+        logits: Tensor,
+        targets: list[Targets],
+        rows: list[Tensor],
+        hot: list[Tensor],
+        num: int,
+        queries: Tensor | None = None,
+    ) -> Tensor:
+        """Focal loss over each image's own names only (padding classes are -inf in ``logits``);
+        ``queries`` [B, Q] limits it to some rows (the real denoising queries)."""
+        valid = torch.zeros(logits.shape[0], 1, logits.shape[2], dtype=torch.bool)
+        target = torch.zeros_like(logits)
+        for b, t in enumerate(targets):
+            c = t.classes.shape[1]
+            valid[b, :, :c] = True
+            if len(rows[b]):
+                target[b, rows[b], :c] = hot[b]
+        if queries is not None:
+            valid = valid & queries[..., None]
+        safe = torch.where(valid, logits, torch.zeros_like(logits))
+        return (focal_loss(safe, target, self.w.focal_alpha) * valid).sum() / num
+
+    def _layer(
+        self,
+        pred: LayerPrediction,
+        targets: list[Targets],
+        indices: list[tuple[Tensor, Tensor]],
+        mask_features: Tensor | None,
+        visual: bool,
+        num: int,
+    ) -> dict[str, Tensor]:
+        w = self.w
+        rows = [q for q, _ in indices]
+        hot = [t.classes[j] for t, (_, j) in zip(targets, indices, strict=True)]
+        out = {"cls": w.cls * self._class_loss(pred.logits, targets, rows, hot, num)}
+        out.update(self._geometry(pred, targets, indices, mask_features, num))
+        if visual:
+            conf_target = torch.zeros_like(pred.scores)
+            for b, q in enumerate(rows):
+                conf_target[b, q] = 1.0
+            out["conf"] = w.conf * focal_loss(pred.scores, conf_target, w.focal_alpha).sum() / num
+        return out
+
+    def _geometry(
+        self,
+        pred: LayerPrediction,
+        targets: list[Targets],
+        indices: list[tuple[Tensor, Tensor]],
+        mask_features: Tensor | None,
+        num: int,
+    ) -> dict[str, Tensor]:
+        """L1 + GIoU for matched boxes and point-sampled BCE + dice for their masks."""
+        w = self.w
+        src = torch.cat([pred.boxes[b, q] for b, (q, _) in enumerate(indices)])
+        dst = torch.cat([t.boxes[j] for t, (_, j) in zip(targets, indices, strict=True)])
+        out = {
+            "l1": w.l1 * F.l1_loss(src, dst, reduction="sum") / num,
+            "giou": w.giou * (1 - generalized_iou(box_xyxy(src), box_xyxy(dst), pairwise=False)).sum() / num,
+        }
+        if mask_features is not None:
+            bce = dice = src.sum() * 0.0
+            for b, (q, j) in enumerate(indices):
+                if len(q) == 0:
+                    continue
+                logits = torch.einsum("qc,chw->qhw", pred.mask_embed[b, q], mask_features[b])
+                pb, pd = mask_losses(sample_at(logits, targets[b].points[j]), targets[b].point_labels[j])
+                bce, dice = bce + pb, dice + pd
+            out["mask"] = w.mask * bce / num
+            out["dice"] = w.dice * dice / num
+        return out
+
+    def _denoising(
+        self, pred: LayerPrediction, targets: list[Targets], plan: DenoisingPlan, mask_features: Tensor
+    ) -> dict[str, Tensor]:
+        """Positive copies reconstruct their object; negative copies must score as background."""
+        w = self.w
+        num = max(sum(len(p[0]) for p in plan.positives), 1)
+        valid = torch.zeros(pred.logits.shape[:2], dtype=torch.bool)
+        for b, rows in enumerate(plan.rows):
+            valid[b, rows] = True
+        hot = [t.classes[j] for t, (_, j) in zip(targets, plan.positives, strict=True)]
+        rows = [q for q, _ in plan.positives]
+        out = {"dn_cls": w.cls * self._class_loss(pred.logits, targets, rows, hot, num, queries=valid)}
+        geo = self._geometry(pred, targets, plan.positives, mask_features, num)
+        return {**out, **{f"dn_{k}": v for k, v in geo.items()}}
+
+    def _track(self, embeds: Tensor, targets: list[Targets], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
+        total = embeds.sum() * 0.0
+        keys = 0
+        for a in range(0, len(targets) - 1, 2):
+            ids = []
+            for b in (a, a + 1):
+                full = torch.full((embeds.shape[1],), -1, dtype=torch.int64)
+                q, j = indices[b]
+                full[q] = targets[b].tracks[j]
+                ids.append(full)
+            for k, r in ((a, a + 1), (a + 1, a)):
+                q = indices[k][0]
+                loss, n = track_contrastive_loss(embeds[k, q], ids[k][q], embeds[r], ids[r], self.w.track_temperature)
+                total, keys = total + loss, keys + n
+        return total / max(keys, 1)
+
+
+def _rows(pred: LayerPrediction, start: int, end: int | None) -> LayerPrediction:
+    if start == 0 and end is None:
+        return pred
+    s = slice(start, end)
+    return LayerPrediction(pred.logits[:, s], pred.scores[:, s], pred.mask_embed[:, s], pred.boxes[:, s])

@@ -1,0 +1,246 @@
+"""The training loop: batches from the cache, one forward per step, AdamW, checkpoints, logs, export.
+
+A run directory holds ``train.json`` (the config it ran), ``cache.npz`` (decoded data), ``checkpoint.pt``
+(model, optimizer, denoising embedding, step, clock and random states — enough to resume exactly where it
+stopped), ``log.jsonl`` (one line per ``log_every`` steps) and, at the end, ``model/`` (the inference
+export, loadable by ``GleePredictor.load``). The budget is wall-clock minutes of training steps (and/or a
+step count); the learning-rate drop happens at a fixed fraction of that budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from glee.model.checkpoint import load_checkpoint, save_pretrained
+from glee.model.glee import GleeModel, TextPrompt, VisualPrompt, build_glee
+from glee.train.cache import Cache, load_or_build
+from glee.train.config import TrainConfig
+from glee.train.criterion import Criterion, Targets, mask_targets
+from glee.train.denoising import build_denoising
+from glee.train.tasks import Batch, TaskSampler
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+EXPORT = "model"
+CONFIG_COPY = "train.json"
+CACHE = "cache.npz"
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: list[Path],
+        out_dir: Path,
+        *,
+        init: Path | None = None,
+        resume: bool = False,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.out = out_dir
+        self.echo = echo
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.cache: Cache = load_or_build(data, cfg.size, self.out / CACHE)
+        self.sampler = TaskSampler(self.cache, cfg.tasks, cfg.batch_size, np.random.default_rng(cfg.seed))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.glee_cfg = cfg.glee_config()
+        self.model: GleeModel = build_glee(self.glee_cfg).train()
+        if init is not None:
+            self.echo(load_checkpoint(self.model, init, strict=False).summary())
+        d = self.glee_cfg.hidden_dim
+        self.label_embed = nn.Embedding(max(len(self.cache.categories), 1), d)
+        params = [p for p in [*self.model.parameters(), *self.label_embed.parameters()] if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.criterion = Criterion(cfg.loss)
+        self.step = 0
+        self.elapsed = 0.0
+        self.dropped = False
+        if resume and (self.out / CHECKPOINT).exists():
+            self._load(self.out / CHECKPOINT)
+        (self.out / CONFIG_COPY).write_text(cfg.model_dump_json(indent=2) + "\n")
+
+    # ------------------------------------------------------------ budget
+    def _fraction(self) -> float:
+        """How much of the budget is spent (the larger of the clock and step fractions)."""
+        parts = []
+        if self.cfg.max_minutes > 0:
+            parts.append(self.elapsed / (self.cfg.max_minutes * 60))
+        if self.cfg.max_steps > 0:
+            parts.append(self.step / self.cfg.max_steps)
+        return max(parts) if parts else 0.0
+
+    def _set_lr(self) -> None:
+        if not self.dropped and self._fraction() >= self.cfg.lr_drop_at:
+            self.dropped = True
+            self.echo(f"step {self.step}: learning rate x{self.cfg.lr_drop_factor}")
+        lr = self.cfg.lr * (self.cfg.lr_drop_factor if self.dropped else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ------------------------------------------------------------ one step
+    def _prompts(self, batch: Batch) -> list[TextPrompt]:
+        if batch.task == "ground":
+            return [self.model.expression_prompt(t.expression or "") for t in batch.targets]
+        names = list(dict.fromkeys(n for t in batch.targets for n in t.names))
+        tokens = dict(zip(names, self.model.encode_names(names), strict=True))
+        return [GleeModel.category_prompt([tokens[n] for n in t.names]) for t in batch.targets]
+
+    def _images(self, batch: Batch) -> Tensor:
+        pixels = torch.from_numpy(batch.images).permute(0, 3, 1, 2).float()
+        images = self.model.normalize_and_pad(pixels)
+        valid = torch.zeros(images.shape[0], 1, *images.shape[-2:], dtype=torch.bool)
+        for b, (h, w) in enumerate(batch.hw):
+            valid[b, :, :h, :w] = True
+        return images * valid
+
+    def _targets(self, batch: Batch) -> list[Targets]:
+        out = []
+        for t in batch.targets:
+            boxes = torch.from_numpy(t.boxes)
+            points, labels = mask_targets(torch.from_numpy(t.masks), boxes, self.cfg.loss.mask_points, self.generator)
+            out.append(Targets(torch.from_numpy(t.classes), boxes, points, labels, torch.from_numpy(t.tracks)))
+        return out
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        visual = None
+        if batch.task == "visual":
+            pos = torch.from_numpy(np.stack([t.prompt for t in batch.targets]))
+            negs = [t.negative for t in batch.targets]
+            neg = None
+            if any(n is not None for n in negs):
+                neg = torch.from_numpy(np.stack([n if n is not None else np.zeros_like(t.prompt) for n, t in zip(negs, batch.targets)]))
+            visual = VisualPrompt(pos, [t.prompt_type for t in batch.targets], neg)
+        targets = self._targets(batch)
+        plan = None
+        if batch.task in ("detect", "pairs") and self.cfg.denoising_queries > 0:
+            plan = build_denoising(
+                self.label_embed,
+                [torch.from_numpy(t.labels) for t in batch.targets],
+                [t.boxes for t in targets],
+                self.glee_cfg.num_queries,
+                self.cfg.denoising_queries,
+                self.cfg.dn_label_noise,
+                self.cfg.dn_box_noise,
+                self.generator,
+            )
+        out = self.model.run(
+            self._images(batch),
+            self._prompts(batch),
+            visual,
+            denoising=plan.queries if plan else None,
+            return_aux=True,
+        )
+        losses = self.criterion(out, targets, visual is not None, plan, pairs=batch.task == "pairs")
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip)
+        self.optimizer.step()
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        record["total"] = float(total.detach())
+        return record
+
+    # ------------------------------------------------------------ loop
+    def fit(self) -> dict[str, float]:
+        """Train until the budget is spent; checkpoint periodically; export at the end."""
+        cfg = self.cfg
+        last_ckpt = time.perf_counter()
+        ema: dict[str, float] = {}
+        per_task: dict[str, float] = {}
+        log = (self.out / LOG).open("a")
+        try:
+            while self._fraction() < 1.0:
+                self._set_lr()
+                batch = self.sampler.sample()
+                t0 = time.perf_counter()
+                record = self.train_step(batch)
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                self.step += 1
+                if not math.isfinite(record["total"]):
+                    raise FloatingPointError(f"non-finite loss at step {self.step}: {record}")
+                for k, v in record.items():
+                    ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+                per_task[batch.task] = record["total"] if batch.task not in per_task else 0.9 * per_task[batch.task] + 0.1 * record["total"]
+                if self.step % cfg.log_every == 0:
+                    entry = {
+                        "step": self.step,
+                        "minutes": round(self.elapsed / 60, 3),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "sec_per_step": round(dt, 3),
+                        "task": batch.task,
+                        "loss": {k: round(v, 4) for k, v in ema.items()},
+                        "loss_by_task": {k: round(v, 3) for k, v in per_task.items()},
+                    }
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    self.echo(
+                        f"step {self.step} {self.elapsed / 60:.1f} min loss {ema['total']:.3f} "
+                        f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(per_task.items()))}) {dt:.2f} s/step"
+                    )
+                if time.perf_counter() - last_ckpt >= cfg.checkpoint_minutes * 60:
+                    self.save()
+                    last_ckpt = time.perf_counter()
+        finally:
+            log.close()
+        self.save()
+        self.export(self.out / EXPORT)
+        return ema
+
+    # ------------------------------------------------------------ state
+    def save(self) -> Path:
+        state = {
+            "config": self.cfg.model_dump(),
+            "model": self.model.state_dict(),
+            "label_embed": self.label_embed.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "dropped": self.dropped,
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+        }
+        path = self.out / CHECKPOINT
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+        return path
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.label_embed.load_state_dict(state["label_embed"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed, self.dropped = state["step"], state["elapsed"], state["dropped"]
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        self.echo(f"resumed {path} at step {self.step} ({self.elapsed / 60:.1f} min)")
+
+    def export(self, dst: Path) -> Path:
+        """Inference weights (denoising embedding and optimizer left out) for ``GleePredictor.load``."""
+        metadata = {"training": {"steps": self.step, "minutes": round(self.elapsed / 60, 2), "seed": self.cfg.seed}}
+        return save_pretrained(self.model, dst, self.glee_cfg, dtype=self.cfg.export_dtype, metadata=metadata)
+
+
+def export_checkpoint(checkpoint: Path, dst: Path) -> Path:
+    """Write the inference export of a training checkpoint without a data cache (``glee train-export``)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.model_validate(state["config"])
+    model = build_glee(cfg.glee_config())
+    model.load_state_dict(state["model"])
+    metadata = {"training": {"steps": state["step"], "minutes": round(state["elapsed"] / 60, 2), "seed": cfg.seed}}
+    return save_pretrained(model, dst, cfg.glee_config(), dtype=cfg.export_dtype, metadata=metadata)

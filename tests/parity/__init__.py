@@ -1,0 +1,1 @@
+"""Helpers that reproduce the official GLEE parity fixture (weights, inputs) for tests."""

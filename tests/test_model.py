@@ -1,0 +1,160 @@
+"""Forward shapes of GLEE-Lite per task, and the predictor's mapping back to original pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
+from glee.model.predictor import resized_size
+
+
+@pytest.fixture(scope="module")
+def lite():
+    torch.manual_seed(0)
+    return build_glee("lite")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["category", "grounding", "point", "box", "scribble"])
+def test_lite_forward_shapes_at_384x512(lite, task: str) -> None:
+    pixels = torch.rand(1, 3, 384, 512) * 255
+    if task == "category":
+        out = lite.forward_raw(pixels, categories=["person", "tree"])
+        classes = 2
+    elif task == "grounding":
+        out = lite.forward_raw(pixels, expression="the red circle")
+        classes = 1
+    else:
+        mask = torch.zeros(1, 384, 512, dtype=torch.bool)
+        mask[0, 100:140, 200:260] = True
+        out = lite.forward_raw(pixels, prompt_mask=mask, prompt_type=task)
+        classes = 1
+    assert out["pred_logits"].shape == (1, 300, classes)
+    assert out["pred_boxes"].shape == (1, 300, 4)
+    assert out["pred_masks"].shape == (1, 300, 96, 128)
+    assert out["pred_scores"].shape == (1, 300, 1)
+    assert out["pred_track_embed"].shape == (1, 300, 256)
+    assert torch.isfinite(out["pred_logits"]).all() and torch.isfinite(out["pred_masks"]).all()
+    assert ((out["pred_boxes"] >= 0) & (out["pred_boxes"] <= 1)).all()
+
+
+def test_reserved_variants_fail_loudly() -> None:
+    with pytest.raises(NotImplementedError, match="Swin-L"):
+        get_config("plus")
+    with pytest.raises(ValueError, match="unknown GLEE variant"):
+        get_config("huge")
+
+
+def test_resize_follows_shortest_edge_rule() -> None:
+    assert resized_size(480, 640, 800, 1333) == (800, 1067)
+    assert resized_size(100, 1000, 800, 1333) == (133, 1333)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> GleePredictor:
+    return GleePredictor.random("demo")
+
+
+def test_detect_maps_boxes_and_masks_to_original_pixels(predictor: GleePredictor) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 450, 3), dtype=np.uint8)
+    res = predictor.detect(image, ["circle", "red square"], score_threshold=0.0, max_detections=7)
+    assert len(res) == 7
+    assert res.masks.shape == (7, 300, 450) and res.masks.dtype == bool
+    assert res.boxes.shape == (7, 4) and res.track_embeds.shape == (7, predictor.embed_dim)
+    assert (np.diff(res.scores) <= 0).all()
+    assert set(res.labels) <= {"circle", "red square"}
+
+    # The same forward by hand: boxes must be the raw normalized boxes of those queries scaled to pixels.
+    rh, rw = resized_size(300, 450, predictor.cfg.min_size_test, predictor.cfg.max_size_test)
+    pixels = torch.from_numpy(np.array(predictor._prepare(image).pixels.numpy()))[None]
+    raw = predictor.model.forward_raw(pixels, categories=["circle", "red square"])
+    hp, wp = raw["pred_masks"].shape[-2] * 4, raw["pred_masks"].shape[-1] * 4
+    cx, cy, bw, bh = raw["pred_boxes"][0, res.query_index].unbind(-1)
+    expected = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1).numpy()
+    expected *= np.array([wp * 450 / rw, hp * 300 / rh] * 2)
+    expected = np.clip(expected, 0, [450, 300, 450, 300])
+    np.testing.assert_allclose(res.boxes, expected, atol=1e-3)
+
+
+def test_ground_and_segment_return_one_result_per_item(predictor: GleePredictor) -> None:
+    image = np.full((200, 260, 3), 90, np.uint8)
+    grounded = predictor.ground(image, ["the red circle", "the leftmost star"])
+    assert [len(r) for r in grounded] == [1, 1]
+    assert grounded[1].labels == ["the leftmost star"]
+    prompts = [
+        {"points": [[50, 60]], "labels": [1]},
+        {"points": [[50, 60], [120, 80]], "labels": [1, 0]},
+        {"box": [10, 20, 90, 120]},
+        {"scribble": [[30, 30], [60, 50], [70, 90]]},
+        {"mask": np.pad(np.ones((30, 30), bool), ((10, 160), (20, 210)))},
+    ]
+    segs = predictor.segment(image, prompts)
+    assert len(segs) == len(prompts)
+    for r in segs:
+        assert len(r) == 1 and r.masks.shape == (1, 200, 260)
+        assert 0 <= r.boxes[0, 0] <= r.boxes[0, 2] <= 260 and 0 <= r.boxes[0, 1] <= r.boxes[0, 3] <= 200
+    assert len(predictor.segment(image, prompts[:1], top_k=5)[0]) == 5
+
+
+def test_batched_detection_equals_single_requests(predictor: GleePredictor) -> None:
+    """Padding vocabularies of different lengths in one batch must not change any result."""
+    from glee.model.types import ImageTask
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    tasks = [
+        ImageTask("detect", a, categories=["circle"], score_threshold=0.0, max_detections=5),
+        ImageTask(
+            "detect",
+            b,
+            categories=["red square", "blue star", "object"],
+            score_threshold=0.0,
+            max_detections=5,
+        ),
+    ]
+    batched = predictor.run_batch(tasks)
+    for task, res in zip(tasks, batched, strict=True):
+        single = predictor.run_batch([task])[0][0]
+        np.testing.assert_allclose(res[0].boxes, single.boxes, atol=1e-4)
+        np.testing.assert_allclose(res[0].scores, single.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ({"points": [[10, 10]], "labels": [0]}, "positive"),
+        ({"box": [50, 50, 40, 60]}, "x2 > x1"),
+        ({"scribble": [[1, 2, 3]]}, "pairs"),
+        ({"points": [[1000, 10]]}, "inside"),
+        ({"box": [0, 0, 10, 10], "points": [[1, 1]]}, "exactly one"),
+        ("box", "object"),
+    ],
+)
+def test_bad_prompts_are_rejected_with_a_reason(predictor: GleePredictor, prompt, message: str) -> None:
+    with pytest.raises(PromptError, match=message):
+        predictor.segment(np.zeros((64, 64, 3), np.uint8), [prompt])
+
+
+def test_bad_images_and_texts_are_rejected(predictor: GleePredictor) -> None:
+    with pytest.raises(InputError):
+        predictor.detect(np.zeros((10, 10), np.uint8), ["circle"])
+    with pytest.raises(InputError):
+        predictor.detect(np.zeros((10, 10, 3), np.uint8), [])
+    with pytest.raises(InputError):
+        predictor.ground(np.zeros((10, 10, 3), np.uint8), ["  "])
+
+
+def test_text_cache_gives_identical_results(predictor: GleePredictor) -> None:
+    image = np.full((128, 128, 3), 40, np.uint8)
+    first = predictor.detect(image, ["circle", "square"], score_threshold=0.0)
+    assert "circle" in predictor._name_cache
+    predictor.text_cache_enabled = False
+    try:
+        uncached = predictor.detect(image, ["circle", "square"], score_threshold=0.0)
+    finally:
+        predictor.text_cache_enabled = True
+    np.testing.assert_allclose(first.scores, uncached.scores, atol=1e-6)

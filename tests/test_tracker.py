@@ -1,0 +1,323 @@
+"""The association core and TrackState serialization, on hand-made boxes and embeddings (no model)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from glee.model.track_state import FORMAT_VERSION, TaskConfig, TrackState, TrackStateError
+from glee.model.tracker import associate, box_iou, follow, select_candidate
+from glee.model.types import ImageResult
+
+DIM = 128
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    e = rng.normal(size=(n, DIM)).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def _dets(boxes, embeds, scores=None, labels=None, queries=None) -> ImageResult:
+    n = len(boxes)
+    return ImageResult(
+        boxes=np.asarray(boxes, np.float32).reshape(n, 4),
+        scores=np.asarray(scores if scores is not None else [0.9] * n, np.float32),
+        labels=list(labels) if labels is not None else ["circle"] * n,
+        masks=np.zeros((n, 1, 1), bool),
+        track_embeds=np.asarray(embeds, np.float32).reshape(n, DIM),
+        query_index=np.asarray(queries if queries is not None else np.arange(n), np.int64),
+    )
+
+
+def _box(cx: float, cy: float, side: float = 30.0) -> list[float]:
+    return [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]
+
+
+def _state(**options) -> TrackState:
+    return TrackState(TaskConfig(task="track", categories=("circle",), **options))
+
+
+class Scene:
+    """Objects with fixed identity embeddings moving at constant velocity; ``frame`` returns noisy,
+    shuffled detections of the visible ones plus the object index of each row."""
+
+    def __init__(self, starts, velocities, seed: int = 0, noise: float = 0.15) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.starts = np.asarray(starts, float)
+        self.velocities = np.asarray(velocities, float)
+        self.embeds = _unit(self.rng, len(starts))
+        self.noise = noise
+
+    def frame(self, t: int, hidden: set[int] = frozenset()) -> tuple[ImageResult, list[int]]:
+        objs = [i for i in range(len(self.starts)) if i not in hidden]
+        self.rng.shuffle(objs)
+        centres = self.starts + t * self.velocities + self.rng.normal(0, 1.0, self.starts.shape)
+        embeds = self.embeds[objs] + self.noise * _unit(self.rng, len(objs))
+        boxes = [_box(*centres[i]) for i in objs]
+        return _dets(boxes, embeds, scores=self.rng.uniform(0.6, 0.95, len(objs))), objs
+
+
+def _run(state: TrackState, scene: Scene, frames: int, hidden_at=lambda t: set()) -> list[dict[int, int]]:
+    """Per frame, object index -> track id."""
+    out = []
+    for t in range(frames):
+        det, objs = scene.frame(t, hidden_at(t))
+        ids = associate(state, det)
+        out.append({obj: int(ids[row]) for row, obj in enumerate(objs)})
+    return out
+
+
+def _ids_of(history: list[dict[int, int]], obj: int) -> set[int]:
+    return {frame[obj] for frame in history if obj in frame}
+
+
+def test_box_iou() -> None:
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0]])
+
+
+def test_crossing_paths_keep_ids() -> None:
+    # Two objects run into each other head-on and pass through; a third crosses them vertically.
+    scene = Scene(starts=[(40, 100), (200, 100), (120, 20)], velocities=[(8, 0), (-8, 0), (0, 8)])
+    history = _run(_state(), scene, 22)
+    ids = [_ids_of(history, obj) for obj in range(3)]
+    assert all(len(s) == 1 for s in ids), ids
+    assert len(set.union(*ids)) == 3
+    assert -1 not in set.union(*ids)
+
+
+def test_swapped_positions_follow_embeddings() -> None:
+    # Teleport: the two objects exchange places between two frames; only appearance says who is who.
+    rng = np.random.default_rng(1)
+    emb = _unit(rng, 2)
+    state = _state()
+    first = associate(state, _dets([_box(50, 50), _box(150, 50)], emb))
+    for _ in range(3):
+        same = associate(state, _dets([_box(50, 50), _box(150, 50)], emb))
+        np.testing.assert_array_equal(same, first)
+    swapped = associate(state, _dets([_box(150, 50), _box(50, 50)], emb))
+    np.testing.assert_array_equal(swapped, first)
+
+
+def test_occlusion_gap_of_four_frames_keeps_id() -> None:
+    scene = Scene(starts=[(40, 60), (40, 160)], velocities=[(6, 0), (6, 1)], seed=2)
+    history = _run(_state(), scene, 16, hidden_at=lambda t: {0} if 5 <= t < 9 else set())
+    assert all(0 not in history[t] for t in range(5, 9))
+    assert len(_ids_of(history, 0)) == 1
+    assert len(_ids_of(history, 1)) == 1
+
+
+@pytest.mark.parametrize(("gap", "same_id"), [(3, True), (4, False)])
+def test_gap_beyond_max_age_gives_new_id(gap: int, same_id: bool) -> None:
+    scene = Scene(starts=[(40, 60)], velocities=[(3, 0)], seed=3)
+    state = _state(max_age=3)
+    history = _run(state, scene, 4 + gap + 3, hidden_at=lambda t: {0} if 4 <= t < 4 + gap else set())
+    ids = _ids_of(history, 0)
+    assert len(ids) == (1 if same_id else 2)
+    assert len(state.tracks) == 1
+
+
+def test_births_only_above_score_threshold() -> None:
+    rng = np.random.default_rng(4)
+    emb = _unit(rng, 2)
+    state = _state(score_threshold=0.5)
+    ids = associate(state, _dets([_box(50, 50), _box(150, 50)], emb, scores=[0.45, 0.6]))
+    assert ids[0] == -1 and ids[1] > 0
+    assert [t.track_id for t in state.tracks] == [int(ids[1])]
+    # Once born, a track continues on a score between match_threshold (0.25) and score_threshold...
+    assert associate(state, _dets([_box(150, 50)], emb[1:], scores=[0.3]))[0] == ids[1]
+    # ...but not below match_threshold, and a low score never starts a track.
+    assert associate(state, _dets([_box(150, 50)], emb[1:], scores=[0.2]))[0] == -1
+    assert state.tracks[0].age == 1
+
+
+def test_tracks_die_after_max_age_unmatched_frames() -> None:
+    rng = np.random.default_rng(5)
+    emb = _unit(rng, 2)
+    state = _state(max_age=2)
+    associate(state, _dets([_box(50, 50), _box(150, 50)], emb))
+    for _ in range(2):
+        associate(state, _dets([_box(50, 50)], emb[:1]))
+        assert len(state.tracks) == 2
+    associate(state, _dets([_box(50, 50)], emb[:1]))
+    assert [t.track_id for t in state.tracks] == [1]
+    assert state.next_id == 3 and state.frame_index == 4
+
+
+def test_duplicate_queries_start_one_track() -> None:
+    rng = np.random.default_rng(6)
+    emb = _unit(rng, 1)
+    near = _box(51, 50)
+    # Rows 0/1: one query listed under two labels; row 2: another query on the same object.
+    det = _dets(
+        [_box(50, 50), _box(50, 50), near],
+        np.repeat(emb, 3, axis=0),
+        scores=[0.8, 0.5, 0.7],
+        labels=["circle", "hexagon", "circle"],
+        queries=[7, 7, 9],
+    )
+    state = _state()
+    ids = associate(state, det)
+    np.testing.assert_array_equal(ids, [1, -1, -1])
+    assert len(state.tracks) == 1 and state.tracks[0].label == "circle"
+
+
+def test_dissimilar_detection_does_not_continue_a_track() -> None:
+    rng = np.random.default_rng(7)
+    emb = _unit(rng, 2)
+    state = _state()
+    associate(state, _dets([_box(50, 50)], emb[:1]))
+    # Same place, unrelated appearance (cosine ~ 0 < embed_gate): a new object, not the old one.
+    ids = associate(state, _dets([_box(50, 50)], emb[1:]))
+    assert ids[0] == 2
+
+
+def test_memory_is_the_last_k_embeddings_in_fp16() -> None:
+    rng = np.random.default_rng(8)
+    emb = _unit(rng, 5)
+    state = _state(memory_size=3)
+    for e in emb:
+        associate(state, _dets([_box(50, 50)], e[None] * 0.2 + emb[0] * 0.8))
+    track = state.tracks[0]
+    assert track.embeds.dtype == np.float16 and track.embeds.shape == (3, DIM)
+    assert track.scores.dtype == np.float32 and track.box.dtype == np.float32
+
+
+def test_referred_object_survives_same_shape_distractor() -> None:
+    rng = np.random.default_rng(9)
+    base = _unit(rng, 2)
+    # A look-alike (cosine 0.75 to the target) appears next to it and out-scores it on grounding alone.
+    look_alike = 0.75 * base[0] + np.sqrt(1 - 0.75**2) * base[1]
+    emb = np.stack([base[0], look_alike])
+    target, distractor = _box(60, 60), _box(75, 60)
+
+    def run(temporal_weight: float) -> list[int | None]:
+        cfg = TaskConfig(task="rvos", expression="the red circle", temporal_weight=temporal_weight)
+        state = TrackState(cfg)
+        picks = [follow(state, _dets([target], emb[:1], scores=[0.8]))]
+        for _ in range(5):
+            picks.append(follow(state, _dets([distractor, target], emb[[1, 0]], scores=[0.75, 0.55])))
+        return picks
+
+    assert run(1.0) == [0, 1, 1, 1, 1, 1]
+    # Without the temporal term the grounding score alone flips to the distractor.
+    assert run(0.0) == [0, 0, 0, 0, 0, 0]
+
+
+def test_rvos_waits_for_a_confident_first_match_and_tolerates_gaps() -> None:
+    rng = np.random.default_rng(10)
+    emb = _unit(rng, 2)
+    state = TrackState(TaskConfig(task="rvos", expression="the star", score_threshold=0.5, max_age=2))
+    assert follow(state, _dets([_box(50, 50)], emb[:1], scores=[0.4])) is None
+    assert not state.tracks
+    assert follow(state, _dets([_box(50, 50)], emb[:1], scores=[0.6])) == 0
+    # Only an unrelated candidate: no output, but the referred track lives on.
+    assert follow(state, _dets([_box(200, 200)], emb[1:], scores=[0.9])) is None
+    assert state.tracks[0].age == 1
+    assert follow(state, _dets([_box(52, 50)], emb[:1], scores=[0.3])) == 0
+    assert state.tracks[0].track_id == 1
+
+
+def test_select_candidate_gates_on_similarity() -> None:
+    rng = np.random.default_rng(11)
+    emb = _unit(rng, 2)
+    state = _state()
+    associate(state, _dets([_box(50, 50)], emb[:1]))
+    cfg = state.config
+    far_stranger = _dets([_box(300, 300)], emb[1:], scores=[0.99])
+    assert select_candidate(state.tracks[0], far_stranger, cfg) is None
+    assert select_candidate(state.tracks[0], _dets([], np.zeros((0, DIM))), cfg) is None
+
+
+def _frames(scene: Scene, count: int) -> list[ImageResult]:
+    return [scene.frame(t, {1} if 6 <= t < 9 else set())[0] for t in range(count)]
+
+
+def test_state_round_trip_is_lossless_and_small() -> None:
+    scene = Scene(starts=[(30 + 40 * i, 40 + 30 * i) for i in range(6)], velocities=[(4, 2)] * 6, seed=12)
+    state = _state(memory_size=3)
+    for det in _frames(scene, 12):
+        associate(state, det)
+    state.tracks[0].mask_rle = b"PQ0`0a5"
+    data = state.to_bytes()
+    again = TrackState.from_bytes(data)
+    assert again.to_bytes() == data
+    assert again.config == state.config
+    for a, b in zip(state.tracks, again.tracks, strict=True):
+        assert (a.track_id, a.label, a.age, a.hits, a.mask_rle) == (
+            b.track_id,
+            b.label,
+            b.age,
+            b.hits,
+            b.mask_rle,
+        )
+        for name in ("box", "velocity", "embeds", "scores"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+    assert len(state.tracks) == 6
+    assert len(data) < 8 * 1024, len(data)
+    # Bounded: memory and score windows do not grow with the video length.
+    for det in _frames(scene, 40)[12:]:
+        associate(state, det)
+    assert len(state.to_bytes()) <= len(data)
+
+
+def test_continuing_from_bytes_is_bit_identical() -> None:
+    scene = Scene(starts=[(40, 100), (200, 100), (120, 20)], velocities=[(8, 0), (-8, 0), (0, 8)], seed=13)
+    frames = _frames(scene, 20)
+    in_memory = _state()
+    via_bytes = _state()
+    for det in frames:
+        ids_a = associate(in_memory, det)
+        via_bytes = TrackState.from_bytes(via_bytes.to_bytes())
+        ids_b = associate(via_bytes, det)
+        np.testing.assert_array_equal(ids_a, ids_b)
+    assert in_memory.to_bytes() == via_bytes.to_bytes()
+
+
+def test_decode_errors_are_clear() -> None:
+    state = _state()
+    associate(state, _dets([_box(50, 50)], _unit(np.random.default_rng(14), 1)))
+    data = bytearray(state.to_bytes())
+    bumped = bytearray(data)
+    struct.pack_into("<H", bumped, 4, FORMAT_VERSION + 1)
+    with pytest.raises(TrackStateError, match="version 2 is not supported"):
+        TrackState.from_bytes(bytes(bumped))
+    with pytest.raises(TrackStateError, match="magic"):
+        TrackState.from_bytes(b"XXXX" + bytes(data[4:]))
+    with pytest.raises(TrackStateError, match="size mismatch"):
+        TrackState.from_bytes(bytes(data[:-3]))
+    with pytest.raises(TrackStateError, match="too short"):
+        TrackState.from_bytes(b"GLTS")
+    corrupted = bytearray(data)
+    corrupted[-1] ^= 0xFF
+    with pytest.raises(TrackStateError, match="checksum"):
+        TrackState.from_bytes(bytes(corrupted))
+    # Well-framed bytes whose content is wrong: a meta document without the frame counter.
+    meta = b'{"config":{"task":"vos"},"next_id":1,"image_size":null,"embed_dim":0,"labels":[]}'
+    framed = struct.pack("<4sHHIII", b"GLTS", FORMAT_VERSION, 0, len(meta), 0, zlib.crc32(meta)) + meta
+    with pytest.raises(TrackStateError, match="malformed TrackState: 'frame_index'"):
+        TrackState.from_bytes(framed)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"task": "track"}, "needs categories"),
+        ({"task": "rvos"}, "needs an expression"),
+        ({"task": "vis"}, "unknown video task"),
+        ({"task": "vos", "score_threshold": 1.5}, "score_threshold"),
+        ({"task": "vos", "memory_size": 0}, "memory_size"),
+        ({"task": "vos", "score_threshold": 0.2, "match_threshold": 0.4}, "must not exceed"),
+    ],
+)
+def test_task_config_validation(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TaskConfig(**options)
+
+
+def test_match_threshold_defaults_to_half_the_birth_threshold() -> None:
+    assert TaskConfig(task="vos", score_threshold=0.4).match_threshold == pytest.approx(0.2)
