@@ -15,4 +15,4 @@ format:
 	$(PY) -m ruff check --fix .
 
 serve:
-	$(PY) -m glee.cli serve
+	$(PY) -m glee serve

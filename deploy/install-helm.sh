@@ -15,6 +15,10 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-${repo_root}/.venv/bin}"
 python="${PYTHON:-${repo_root}/.venv/bin/python}"
 
+if [[ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]]; then
+  echo "this route ships a linux-amd64 helm only; install Helm ${HELM_VERSION} with your package manager" >&2
+  exit 1
+fi
 if [[ -x "${dest}/helm" ]] && "${dest}/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "${HELM_VERSION}"; then
   echo "helm ${HELM_VERSION} already in ${dest}"
   exit 0

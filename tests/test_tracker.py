@@ -89,6 +89,22 @@ def test_crossing_paths_keep_ids() -> None:
     assert -1 not in set.union(*ids)
 
 
+def test_look_alikes_crossing_are_told_apart_by_motion() -> None:
+    # Identical appearance: only the constant-velocity prediction says who is who after they meet.
+    rng = np.random.default_rng(15)
+    same = np.repeat(_unit(rng, 1), 2, axis=0)
+    state = _state()
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for t in range(14):
+        xa, xb = 40 + 10 * t, 170 - 10 * t
+        order = [1, 0] if t % 2 else [0, 1]
+        boxes = [_box(xa, 100), _box(xb, 106)]
+        ids = associate(state, _dets([boxes[i] for i in order], same))
+        for row, obj in enumerate(order):
+            seen[obj].add(int(ids[row]))
+    assert seen == {0: {1}, 1: {2}}
+
+
 def test_swapped_positions_follow_embeddings() -> None:
     # Teleport: the two objects exchange places between two frames; only appearance says who is who.
     rng = np.random.default_rng(1)

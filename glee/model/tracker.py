@@ -16,7 +16,8 @@ Three rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU
   exactly "similarity to the previous frame's selected query").
 * ``select_candidate`` (VOS, and inside ``follow``): the same rule for one object and its own candidates.
 
-Every function mutates the ``TrackState`` it is given; ``VideoPredictor.step`` hands them a copy.
+Functions that take a ``TrackState`` or ``Track`` update it in place; ``VideoPredictor.step`` hands them a
+copy, so a caller's state is never changed.
 """
 
 from __future__ import annotations

@@ -251,9 +251,14 @@ class Engine:
     async def create_session(self, config: SessionConfig) -> SessionInfo:
         self._require_ready()
         assert self._video is not None
-        options: dict[str, Any] = {}
-        if config.score_threshold is not None:
-            options["score_threshold"] = config.score_threshold
+        options = {
+            name: value
+            for name, value in (
+                ("score_threshold", config.score_threshold),
+                ("max_detections", config.max_detections),
+            )
+            if value is not None
+        }
         state = self._video.start(
             task=config.task, categories=config.categories, expression=config.expression, **options
         )

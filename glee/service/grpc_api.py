@@ -93,7 +93,7 @@ def segment_params(request: Any) -> SegmentParams:
 
 
 def session_config(config: Any) -> SessionConfig:
-    fields = ("task", "categories", "expression", "score_threshold", "mask_format", "box_format")
+    fields = ("categories", "expression", "score_threshold", "max_detections", "mask_format", "box_format")
     return parse(SessionConfig, {"task": config.task} | _present(config, *fields))
 
 

@@ -134,6 +134,7 @@ class SessionConfig(OutputOptions):
     categories: list[Text] | None = Field(None, min_length=1, max_length=256)
     expression: Text | None = None
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    max_detections: int | None = Field(None, ge=1, le=1000, description="Objects considered per frame.")
 
     @model_validator(mode="after")
     def _task_inputs(self) -> SessionConfig:

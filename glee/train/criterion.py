@@ -206,12 +206,11 @@ class Criterion:
         total = embeds.sum() * 0.0
         keys = 0
         for a in range(0, len(targets) - 1, 2):
-            ids = []
+            ids = {}
             for b in (a, a + 1):
-                full = torch.full((embeds.shape[1],), -1, dtype=torch.int64)
+                ids[b] = torch.full((embeds.shape[1],), -1, dtype=torch.int64)
                 q, j = indices[b]
-                full[q] = targets[b].tracks[j]
-                ids.append(full)
+                ids[b][q] = targets[b].tracks[j]
             for k, r in ((a, a + 1), (a + 1, a)):
                 q = indices[k][0]
                 loss, n = track_contrastive_loss(embeds[k, q], ids[k][q], embeds[r], ids[r], self.w.track_temperature)
