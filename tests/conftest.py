@@ -37,10 +37,12 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-@pytest.fixture
-def unused_port() -> int:
-    """A TCP port nothing listens on (for "server down" cases)."""
-    return free_ports(1)[0]
+@pytest.fixture(scope="session")
+def unused_port() -> Iterator[int]:
+    """A TCP port nothing listens on (for "server down" cases); held bound so nobody else gets it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +119,14 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def launch_service(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ServiceProcess]:
+    """``launch_service(name, **settings)`` starts ``glee serve`` (see ``start_service``); the caller
+    waits for readiness and stops it."""
+    logs = tmp_path_factory.mktemp("service-logs")
+    return lambda name, **settings: start_service(logs / f"{name}.log", **settings)
 
 
 def start_service(log: Path, **settings: object) -> ServiceProcess:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -21,29 +21,13 @@ from glee.data.prompts import jitter_box, sample_positive_point, sample_scribble
 from glee.data.readers import CocoDataset, ImageSample
 from glee.evaluation.coco import coco_ap, colour_phrase_gt, has_colours, result_to_detections
 from glee.evaluation.referring import expression_kind, mean_iou, prompt_ious, rec_accuracy
-from glee.model.types import ImageResult
+from glee.model.types import ImagePredictor, ImageResult
 
 IMAGE_TASKS = ("detect", "colour", "rec", "point", "box", "scribble")
 PROMPT_TASKS = ("point", "box", "scribble")
 # COCO AP integrates over the whole precision/recall curve: keep every detection up to COCO's cap.
 AP_SCORE_THRESHOLD = 0.0
 AP_MAX_DETECTIONS = 100
-
-
-class ImagePredictor(Protocol):
-    """The part of ``GleePredictor`` the runner relies on."""
-
-    def detect(
-        self,
-        image: np.ndarray,
-        categories: list[str],
-        score_threshold: float = ...,
-        max_detections: int = ...,
-    ) -> ImageResult: ...
-
-    def ground(self, image: np.ndarray, expressions: list[str]) -> list[ImageResult]: ...
-
-    def segment(self, image: np.ndarray, prompts: list[dict[str, Any]]) -> list[ImageResult]: ...
 
 
 def sample_prompt(

@@ -1,28 +1,38 @@
-"""PyTorch GLEE: model, checkpoint loading, predictors (images and video)."""
+"""PyTorch GLEE: model, checkpoint loading, predictors (images and video).
 
-from glee.model.checkpoint import load_checkpoint
-from glee.model.config import GleeConfig, get_config
-from glee.model.glee import GleeModel, build_glee
-from glee.model.predictor import GleePredictor, InputError
-from glee.model.prompts import PromptError
-from glee.model.track_state import TaskConfig, TrackState, TrackStateError
-from glee.model.types import ImageResult, ImageTask
-from glee.model.video_predictor import FrameResult, VideoPredictor
+Names are imported lazily so that ``glee --help`` and light users (e.g. the CLI registration) do not
+pay for importing torch.
+"""
 
-__all__ = [
-    "FrameResult",
-    "GleeConfig",
-    "GleeModel",
-    "GleePredictor",
-    "ImageResult",
-    "ImageTask",
-    "InputError",
-    "PromptError",
-    "TaskConfig",
-    "TrackState",
-    "TrackStateError",
-    "VideoPredictor",
-    "build_glee",
-    "get_config",
-    "load_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "GleeConfig": "glee.model.config",
+    "get_config": "glee.model.config",
+    "GleeModel": "glee.model.glee",
+    "build_glee": "glee.model.glee",
+    "load_checkpoint": "glee.model.checkpoint",
+    "GleePredictor": "glee.model.predictor",
+    "InputError": "glee.model.predictor",
+    "PromptError": "glee.model.prompts",
+    "ImageResult": "glee.model.types",
+    "ImageTask": "glee.model.types",
+    "TaskConfig": "glee.model.track_state",
+    "TrackState": "glee.model.track_state",
+    "TrackStateError": "glee.model.track_state",
+    "FrameResult": "glee.model.video_predictor",
+    "VideoPredictor": "glee.model.video_predictor",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'glee.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -77,13 +77,15 @@ class GleeModel(nn.Module):
         nn.init.normal_(self.lang_projection, std=cfg.text.width**-0.5)
         self.pixel_decoder = PixelDecoder(cfg, self.backbone.out_channels)
         self.predictor = ObjectDecoder(cfg)
+        # Point-token embeddings exist in every official checkpoint (Stage-1 too); only the
+        # template fuser is specific to the visual-prompt (Stage-2/3) configs.
+        self.mask_sptial_embed = nn.ParameterList(
+            [nn.Parameter(torch.randn(d, d) * 0.02) for _ in range(cfg.num_feature_levels)]
+        )
+        self.pn_indicator = nn.Embedding(2, d)
         if cfg.visual_prompt:
             chans = self.backbone.out_channels
             self.sot_fuser = FeatureFuser([chans["res3"], chans["res4"], chans["res5"]], d)
-            self.mask_sptial_embed = nn.ParameterList(
-                [nn.Parameter(torch.randn(d, d) * 0.02) for _ in range(cfg.num_feature_levels)]
-            )
-            self.pn_indicator = nn.Embedding(2, d)
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
         self.tokenizer = ClipTokenizer(cfg.text.context_length)

@@ -6,7 +6,7 @@ They hold numpy arrays only (never tensors), so that protocol adapters and metri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -60,3 +60,19 @@ class ImageTask:
     prompts: list[dict] | None = None
     score_threshold: float = 0.3
     max_detections: int = 100
+
+
+class ImagePredictor(Protocol):
+    """What video tracking and evaluation need from an image backend (PyTorch, ONNX Runtime, TensorRT)."""
+
+    def detect(
+        self,
+        image: np.ndarray,
+        categories: list[str],
+        score_threshold: float = ...,
+        max_detections: int = ...,
+    ) -> ImageResult: ...
+
+    def ground(self, image: np.ndarray, expressions: list[str], top_k: int = ...) -> list[ImageResult]: ...
+
+    def segment(self, image: np.ndarray, prompts: list[dict], top_k: int = ...) -> list[ImageResult]: ...

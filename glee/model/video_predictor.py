@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -35,7 +35,7 @@ from pycocotools import mask as mask_utils
 from glee.data.scenes import mask_box
 from glee.model.track_state import TaskConfig, Track, TrackState, VideoTask
 from glee.model.tracker import associate, follow, miss, new_track, observe, predicted_box, select_candidate
-from glee.model.types import ImageResult
+from glee.model.types import ImagePredictor, ImageResult
 
 _PROMPT_KEYS = ("mask", "box", "points", "scribble")
 
@@ -47,22 +47,6 @@ class FrameResult(ImageResult):
 
     track_ids: list[int] = field(default_factory=list)
     frame_index: int = 0
-
-
-class ImagePredictor(Protocol):
-    """What ``VideoPredictor`` needs from an image backend (PyTorch, ONNX Runtime or TensorRT)."""
-
-    def detect(
-        self,
-        image: np.ndarray,
-        categories: list[str],
-        score_threshold: float = ...,
-        max_detections: int = ...,
-    ) -> ImageResult: ...
-
-    def ground(self, image: np.ndarray, expressions: list[str], top_k: int = ...) -> list[ImageResult]: ...
-
-    def segment(self, image: np.ndarray, prompts: list[dict], top_k: int = ...) -> list[ImageResult]: ...
 
 
 class VideoPredictor:

@@ -1,0 +1,59 @@
+"""``glee train`` (train / fine-tune / resume a GLEE) and ``glee train-export`` (checkpoint -> weights dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("train-export")(export_command)
+
+
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Training config JSON (e.g. configs/demo.json).")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="COCO (+refs) or YouTube-VIS dataset: a JSON file or a directory with annotations.json."),
+    ],
+    out: Annotated[Path, typer.Option(help="Run directory: cache, checkpoint, log, exported model.")],
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt if it exists.")] = False,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from these weights (official .pth or converted directory).")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Override the config's wall-clock budget of training steps.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override the config's step budget.")] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Also write the final inference weights here (e.g. glee/weights/glee-demo).")
+    ] = None,
+) -> None:
+    """Train a GLEE from scratch or fine-tune it: Hungarian-matched focal / box / mask losses on every
+    decoder layer, denoising queries, grounding, visual prompts and the track-embedding loss."""
+    from glee.train.config import TrainConfig
+    from glee.train.trainer import EXPORT, Trainer
+
+    cfg = TrainConfig.load(config)
+    updates = {k: v for k, v in (("max_minutes", max_minutes), ("max_steps", max_steps)) if v is not None}
+    cfg = cfg.model_copy(update=updates)
+    trainer = Trainer(cfg, data, out, init=init, resume=resume, echo=lambda s: typer.echo(s, err=True))
+    final = trainer.fit()
+    typer.echo(f"trained {trainer.step} steps in {trainer.elapsed / 60:.1f} min, final loss {final.get('total', 0):.3f}")
+    typer.echo(f"wrote {out / EXPORT}")
+    if export is not None:
+        trainer.export(export)
+        typer.echo(f"wrote {export}")
+
+
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint (RUN/checkpoint.pt).")],
+    dst: Annotated[Path, typer.Argument(help="Output weights directory (config.json + model.safetensors).")],
+) -> None:
+    """Write the inference weights of a training checkpoint (in the config's export dtype)."""
+    from glee.train.trainer import export_checkpoint
+
+    typer.echo(f"wrote {export_checkpoint(checkpoint, dst)}")
