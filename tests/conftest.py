@@ -1,4 +1,4 @@
-"""Shared fixtures: a real redis-server on a free port, and real ``glee serve`` processes.
+"""Shared fixtures: a real redis-server on a free port, real ``glee serve`` processes, demo-domain scenes.
 
 Both are subprocesses talking over real sockets; nothing is mocked. redis-server must be installed
 (``apt-get install redis-server``; .ci/run does it): a missing server fails the tests that need it.
@@ -6,35 +6,16 @@ Both are subprocesses talking over real sockets; nothing is mocked. redis-server
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-import redis
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports (all bound at once, so they cannot repeat)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+from glee.service.launcher import RedisServer, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -63,88 +44,20 @@ def huge_png() -> bytes:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a throw-away redis-server (no persistence) for this test session."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    (port,) = free_ports(1)
-    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start on port {port}")
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@dataclass
-class ServiceProcess:
-    """One ``glee serve`` subprocess; ``http`` is its base URL and ``grpc`` its host:port."""
-
-    process: subprocess.Popen
-    http: str
-    grpc: str
-    log: Path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def wait_ready(self, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"glee serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.http}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        pytest.fail(f"glee serve not ready after {timeout_s} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        server = RedisServer.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def launch_service(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ServiceProcess]:
-    """``launch_service(name, **settings)`` starts ``glee serve`` (see ``start_service``); the caller
+def launch_service(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ServerProcess]:
+    """``launch_service(name, **settings)`` starts ``glee serve`` (``ServerProcess.start``); the caller
     waits for readiness and stops it."""
     logs = tmp_path_factory.mktemp("service-logs")
-    return lambda name, **settings: start_service(logs / f"{name}.log", **settings)
-
-
-def start_service(log: Path, **settings: object) -> ServiceProcess:
-    """Start ``glee serve`` on free ports, configured through GLEE_* environment variables only."""
-    http_port, grpc_port = free_ports(2)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GLEE_")}
-    env.update({f"GLEE_{name.upper()}": str(value) for name, value in settings.items()})
-    env.update(GLEE_HOST="127.0.0.1", GLEE_HTTP_PORT=str(http_port), GLEE_GRPC_PORT=str(grpc_port))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from glee.cli import app; app()", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return ServiceProcess(process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log)
+    return lambda name, **settings: ServerProcess.start(logs / f"{name}.log", **settings)
 
 
 @dataclass

@@ -50,6 +50,12 @@ def test_reserved_variants_fail_loudly() -> None:
 def test_resize_follows_shortest_edge_rule() -> None:
     assert resized_size(480, 640, 800, 1333) == (800, 1067)
     assert resized_size(100, 1000, 800, 1333) == (133, 1333)
+    assert resized_size(1, 4000, 256, 256) == (1, 256)  # extreme aspect ratios never reach 0 px
+
+
+def test_extreme_aspect_ratio_image_is_served(predictor: GleePredictor) -> None:
+    res = predictor.detect(np.zeros((1, 4000, 3), np.uint8), ["circle"], score_threshold=0.0, max_detections=3)
+    assert res.masks.shape[1:] == (1, 4000)
 
 
 @pytest.fixture(scope="module")

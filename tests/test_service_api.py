@@ -23,10 +23,10 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from conftest import ServiceProcess
 from PIL import Image
 
 from glee.client import GleeClient, GleeError, GleeGrpcClient, decode_mask
+from glee.service.launcher import ServerProcess
 from glee.service.protos import GleeStub, pb
 
 pytestmark = pytest.mark.slow
@@ -38,9 +38,9 @@ AUTH = {"X-API-Key": KEY}
 
 @dataclass
 class Servers:
-    a: ServiceProcess
-    b: ServiceProcess
-    c: ServiceProcess
+    a: ServerProcess
+    b: ServerProcess
+    c: ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def servers(
-    launch_service: Callable[..., ServiceProcess], redis_url: str, model_dir: Path, unused_port: int
+    launch_service: Callable[..., ServerProcess], redis_url: str, model_dir: Path, unused_port: int
 ) -> Iterator[Servers]:
     common = {"model": model_dir, "warmup": "false", "max_body_bytes": MAX_BODY, "session_ttl_s": 120}
     shared = common | {"redis_url": redis_url, "api_keys": KEY, "max_batch_size": 4, "max_queue_delay_ms": 2}

@@ -76,16 +76,15 @@ def test_only_one_of_two_writers_that_loaded_the_same_version_can_commit(make_st
 
 def test_sessions_expire_after_their_ttl_and_commits_refresh_it(make_store: StoreFactory) -> None:
     async def scenario() -> None:
-        store, sid, refreshed = make_store(1), new_id(), new_id()
-        await store.create(sid, b"s", {"task": "track"})
-        await store.create(refreshed, b"s", {"task": "track"})
-        await asyncio.sleep(0.6)
-        await store.commit(refreshed, 0, b"s1")
-        await asyncio.sleep(0.9)
-        assert (await store.load(refreshed)).version == 1
-        await asyncio.sleep(0.3)
+        store, idle, active = make_store(2), new_id(), new_id()
+        await store.create(idle, b"s", {"task": "track"})
+        await store.create(active, b"s", {"task": "track"})
+        await asyncio.sleep(1.0)
+        await store.commit(active, 0, b"s1")  # "active" now lives 2 s from here
+        await asyncio.sleep(1.3)  # "idle" is past its 2 s for sure; "active" has 0.7 s left
+        assert (await store.load(active)).version == 1
         with pytest.raises(NotFoundError):
-            await store.load(sid)
+            await store.load(idle)
         await store.close()
 
     run(scenario())

@@ -51,7 +51,7 @@ def resized_size(h: int, w: int, short: int, long_max: int) -> tuple[int, int]:
     scale = short / min(h, w) if short > 0 else 1.0
     if max(h, w) * scale > long_max:
         scale = long_max / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
 @dataclass
@@ -254,9 +254,13 @@ class GleePredictor:
         probs = out.decoder.last.logits[b, :, : len(names)].sigmoid()
         flat = probs.flatten()
         top = torch.topk(flat, min(k, flat.numel()))
-        queries = torch.div(top.indices, len(names), rounding_mode="floor")
-        classes = top.indices % len(names)
-        result = self._assemble(out, b, p, queries, top.values, [names[int(c)] for c in classes])
+        # The final score (probability x mask score) never exceeds the probability, so candidates
+        # already below the threshold are dropped before their masks are computed.
+        above = top.values >= threshold
+        values, indices = top.values[above], top.indices[above]
+        queries = torch.div(indices, len(names), rounding_mode="floor")
+        classes = indices % len(names)
+        result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes])
         keep = result.scores >= threshold
         return _select(result, np.nonzero(keep)[0])
 

@@ -20,9 +20,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from glee.model import GleePredictor, ImageResult, ImageTask, InputError, PromptError
-from glee.model.track_state import TrackState
-from glee.model.video_predictor import FrameResult, VideoPredictor
+from glee.model import (
+    FrameResult,
+    GleePredictor,
+    ImageResult,
+    ImageTask,
+    InputError,
+    PromptError,
+    TrackState,
+    VideoPredictor,
+)
 from glee.service.batcher import BatchTiming, DynamicBatcher
 from glee.service.encoding import decode_rle, encode_box, encode_mask
 from glee.service.errors import InvalidInputError, QueueFullError, UnavailableError
@@ -227,12 +234,14 @@ class Engine:
     async def _infer(self, task: ImageTask) -> tuple[list[ImageResult], BatchTiming]:
         assert self._batcher is not None
         try:
-            return await self._batcher.submit(task)
+            results, timing = await self._batcher.submit(task)
         except QueueFullError:
             self.metrics.rejected.inc()
             raise
         except (InputError, PromptError) as exc:
             raise _model_input_error(exc) from exc
+        self.metrics.queue_seconds.observe(timing.queue_s)
+        return results, timing
 
     @staticmethod
     def _detections(result: ImageResult, options: OutputOptions) -> list[Detection]:
@@ -313,6 +322,7 @@ class Engine:
             raise _model_input_error(exc) from exc
         finally:
             self._frames_waiting -= 1
+        self.metrics.queue_seconds.observe(timing.queue_s)
         self.metrics.inference_seconds.labels("video_frame").observe(timing.inference_s)
         return output, timing
 

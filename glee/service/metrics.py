@@ -34,7 +34,7 @@ class Metrics:
         )
         self.queue_seconds = Histogram(
             "glee_queue_duration_seconds",
-            "Time image requests waited for the model.",
+            "Time requests (image and video) waited for the model.",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
+# The repository's proto/ folder, shipped inside the package as glee/proto (a symlink in the source tree).
+PROTO_ROOT = Path(__file__).resolve().parents[1] / "proto"
 PROTO_FILE = "glee/v1/glee.proto"
 
 

@@ -7,7 +7,6 @@ by hand instead of by a FastAPI body parameter; ``openapi_extra`` documents both
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, TypeVar
 
@@ -48,8 +47,6 @@ from glee.service.schemas import (
     parse,
 )
 from glee.service.settings import HEALTH_PATH, METRICS_PATH, READY_PATH
-
-log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -292,7 +289,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def internal(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
+        # Starlette re-raises after this response, so uvicorn logs the traceback (once).
         body = {"error": {"code": "internal", "message": "internal server error"}}
         return JSONResponse(body, status_code=500)
 

@@ -146,12 +146,6 @@ class RedisSessionStore(SessionStore):
     def _key(self, session_id: str) -> str:
         return self.KEY_PREFIX + session_id
 
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except RedisError as exc:
-            raise _unavailable(exc) from exc
-
     async def create(self, session_id: str, state: bytes, meta: dict[str, Any]) -> None:
         key = self._key(session_id)
         try:

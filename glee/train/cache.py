@@ -132,7 +132,10 @@ class _Builder:
         canvas[:rh, :rw] = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
         kept = 0
         for name, colour, track_id, box, mask, sentences in objects:
-            small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((rw, rh), Image.BILINEAR)) >= 128
+            small = (
+                np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((rw, rh), Image.BILINEAR))
+                >= 128
+            )
             if small.sum() < MIN_MASK_PIXELS:
                 continue
             full = np.zeros((self.size, self.size), bool)
@@ -185,7 +188,14 @@ def build_cache(paths: list[Path], size: int, progress: bool = True) -> Cache:
                 sample = videos.get(i)
                 for f, frame in enumerate(sample.frames or []):
                     objects = [
-                        (o.category_name, o.colour, o.ann_id, o.boxes[f], o.masks[f], o.expressions if f == 0 else [])
+                        (
+                            o.category_name,
+                            o.colour,
+                            o.ann_id,
+                            o.boxes[f],
+                            o.masks[f],
+                            o.expressions if f == 0 else [],
+                        )
                         for o in sample.objects
                         if o.masks is not None and o.masks[f] is not None
                     ]

@@ -1,4 +1,4 @@
-"""``glee train`` (train / fine-tune / resume a GLEE) and ``glee train-export`` (checkpoint -> weights dir)."""
+"""``glee train`` (train, fine-tune or resume a GLEE) and ``glee train-export`` (checkpoint -> weights)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def train_command(
     config: Annotated[Path, typer.Argument(help="Training config JSON (e.g. configs/demo.json).")],
     data: Annotated[
         list[Path],
-        typer.Option(help="COCO (+refs) or YouTube-VIS dataset: a JSON file or a directory with annotations.json."),
+        typer.Option(
+            help="COCO (+refs) or YouTube-VIS dataset: a JSON file or a directory with annotations.json."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Run directory: cache, checkpoint, log, exported model.")],
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt if it exists.")] = False,
@@ -29,7 +31,8 @@ def train_command(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the config's step budget.")] = None,
     export: Annotated[
-        Path | None, typer.Option(help="Also write the final inference weights here (e.g. glee/weights/glee-demo).")
+        Path | None,
+        typer.Option(help="Also write the final inference weights here (e.g. glee/weights/glee-demo)."),
     ] = None,
 ) -> None:
     """Train a GLEE from scratch or fine-tune it: Hungarian-matched focal / box / mask losses on every
@@ -42,7 +45,8 @@ def train_command(
     cfg = cfg.model_copy(update=updates)
     trainer = Trainer(cfg, data, out, init=init, resume=resume, echo=lambda s: typer.echo(s, err=True))
     final = trainer.fit()
-    typer.echo(f"trained {trainer.step} steps in {trainer.elapsed / 60:.1f} min, final loss {final.get('total', 0):.3f}")
+    minutes = trainer.elapsed / 60
+    typer.echo(f"trained {trainer.step} steps in {minutes:.1f} min, final loss {final.get('total', 0):.3f}")
     typer.echo(f"wrote {out / EXPORT}")
     if export is not None:
         trainer.export(export)

@@ -43,7 +43,9 @@ class Targets:
     tracks: Tensor  # [n]
 
 
-def mask_targets(masks: Tensor, boxes_cxcywh: Tensor, num_points: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def mask_targets(
+    masks: Tensor, boxes_cxcywh: Tensor, num_points: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """Sample points per object once per step (shared by all layers) and read the GT mask there."""
     if masks.shape[0] == 0:
         return torch.zeros(0, num_points, 2), torch.zeros(0, num_points)
@@ -76,7 +78,10 @@ class Criterion:
         last_match = None
         for name, pred, with_masks in layers:
             indices = self._match(pred, targets, visual)
-            self._add(losses, self._layer(pred, targets, indices, out.mask_features if with_masks else None, visual, num))
+            self._add(
+                losses,
+                self._layer(pred, targets, indices, out.mask_features if with_masks else None, visual, num),
+            )
             if name == "last":
                 last_match = indices
         if plan is not None:
@@ -94,7 +99,9 @@ class Criterion:
         for k, v in new.items():
             total[k] = total[k] + v if k in total else v
 
-    def _match(self, pred: LayerPrediction, targets: list[Targets], visual: bool) -> list[tuple[Tensor, Tensor]]:
+    def _match(
+        self, pred: LayerPrediction, targets: list[Targets], visual: bool
+    ) -> list[tuple[Tensor, Tensor]]:
         w = self.w
         out = []
         for b, t in enumerate(targets):
@@ -213,7 +220,9 @@ class Criterion:
                 ids[b][q] = targets[b].tracks[j]
             for k, r in ((a, a + 1), (a + 1, a)):
                 q = indices[k][0]
-                loss, n = track_contrastive_loss(embeds[k, q], ids[k][q], embeds[r], ids[r], self.w.track_temperature)
+                loss, n = track_contrastive_loss(
+                    embeds[k, q], ids[k][q], embeds[r], ids[r], self.w.track_temperature
+                )
                 total, keys = total + loss, keys + n
         return total / max(keys, 1)
 

@@ -60,7 +60,9 @@ def build_denoising(
             continue
         lab_g = lab.repeat(2 * groups)
         flip = torch.rand(lab_g.shape, generator=generator) < label_noise
-        lab_g = torch.where(flip, torch.randint(label_embed.num_embeddings, lab_g.shape, generator=generator), lab_g)
+        lab_g = torch.where(
+            flip, torch.randint(label_embed.num_embeddings, lab_g.shape, generator=generator), lab_g
+        )
         box_g = box.repeat(2 * groups, 1)
         # Copies in order [group][positive n, negative n].
         negative = torch.arange(2 * groups).repeat_interleave(n) % 2 == 1

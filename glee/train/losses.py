@@ -28,7 +28,9 @@ def generalized_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
     inter = (rb - lt).clamp(min=0).prod(-1)
     union = area_a + area_b - inter
     iou = inter / union.clamp(min=1e-7)
-    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    hull = (
+        (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    )
     return iou - (hull - union) / hull.clamp(min=1e-7)
 
 

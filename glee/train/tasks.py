@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from glee.data.prompts import jitter_box, sample_negative_points, sample_positive_point, sample_scribble
 from glee.data.masks import mask_box
+from glee.data.prompts import jitter_box, sample_negative_points, sample_positive_point, sample_scribble
 from glee.model.prompts import rasterize
 from glee.train.cache import Cache
 from glee.train.config import TaskMix
@@ -64,7 +64,9 @@ class TaskSampler:
         counts = np.diff(cache.obj_start)
         self.still = np.flatnonzero((cache.video < 0) & (counts > 0))
         self.frames = np.flatnonzero(counts > 0)
-        has_ref = np.array([any(cache.sentences[o] for o in cache.objects(i)) for i in range(cache.num_frames)])
+        has_ref = np.array(
+            [any(cache.sentences[o] for o in cache.objects(i)) for i in range(cache.num_frames)]
+        )
         self.referred = np.flatnonzero(has_ref)
         self.videos = [np.flatnonzero(cache.video == v) for v in range(int(cache.video.max(initial=-1)) + 1)]
         self.videos = [v for v in self.videos if len(v) >= 2]
@@ -88,8 +90,13 @@ class TaskSampler:
             pool = self.referred if task == "ground" else self.still if len(self.still) else self.frames
             frames = self.rng.choice(pool, self.batch_size, replace=len(pool) < self.batch_size)
         flips = self._flips(len(frames), task == "pairs")
-        images = np.stack([self._flip(self.cache.images[f], self.cache.hw[f], fl) for f, fl in zip(frames, flips)])
-        targets = [self._targets(task, int(f), fl) for f, fl in zip(frames, flips)]
+        images = np.stack(
+            [
+                self._flip(self.cache.images[f], self.cache.hw[f], fl)
+                for f, fl in zip(frames, flips, strict=True)
+            ]
+        )
+        targets = [self._targets(task, int(f), fl) for f, fl in zip(frames, flips, strict=True)]
         return Batch(task, images, self.cache.hw[frames], targets)
 
     # ------------------------------------------------------------ frames
@@ -136,7 +143,9 @@ class TaskSampler:
     def _targets(self, task: str, frame: int, flip: tuple[bool, bool]) -> ImageTargets:
         rows, boxes, masks = self._objects(frame, flip)
         c = self.cache
-        descriptions = [(self.shapes[c.category[o]], c.colours[c.colour[o]] if c.colour[o] >= 0 else None) for o in rows]
+        descriptions = [
+            (self.shapes[c.category[o]], c.colours[c.colour[o]] if c.colour[o] >= 0 else None) for o in rows
+        ]
         if task == "ground":
             choices = [(k, s) for k, o in enumerate(rows) for s in c.sentences[o]]
             k, sentence = choices[int(self.rng.integers(len(choices)))]
@@ -151,13 +160,17 @@ class TaskSampler:
             t.classes = np.ones((1, 1), np.float32)
         else:
             names = self._names(descriptions)
-            hot = np.array([[_describes(n, d) for n in names] for d in descriptions], np.float32).reshape(len(rows), len(names))
+            hot = np.array([[_describes(n, d) for n in names] for d in descriptions], np.float32).reshape(
+                len(rows), len(names)
+            )
             keep = [k for k in range(len(rows)) if hot[k].any()]
             t = ImageTargets(names=names)
             t.classes = hot[keep]
         size = float(c.size)
         xyxy = boxes[keep] / size
-        t.boxes = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1).astype(np.float32)
+        t.boxes = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1).astype(
+            np.float32
+        )
         t.masks = masks[keep]
         t.labels = c.category[[rows[k] for k in keep]].astype(np.int64)
         t.tracks = c.track[[rows[k] for k in keep]]
@@ -186,7 +199,7 @@ class TaskSampler:
         elif kind == "phrases":
             names = self._phrases(objects)
         elif kind == "object":
-            names = [OBJECT] + list(rng.choice(shapes, int(rng.integers(0, 3)), replace=False))
+            names = [OBJECT, *rng.choice(shapes, int(rng.integers(0, 3)), replace=False)]
         else:
             some = list(rng.choice(shapes, int(rng.integers(1, 4)), replace=False))
             names = some + self._phrases(objects) + ([OBJECT] if rng.random() < 0.3 else [])
@@ -201,7 +214,10 @@ class TaskSampler:
         coloured = [(s, col) for s, col in objects if col]
         if not coloured:
             return list(rng.choice(self.phrases, 2, replace=False))
-        picks = [coloured[int(i)] for i in rng.choice(len(coloured), min(len(coloured), int(rng.integers(1, 4))), replace=False)]
+        picks = [
+            coloured[int(i)]
+            for i in rng.choice(len(coloured), min(len(coloured), int(rng.integers(1, 4))), replace=False)
+        ]
         names = [f"{col} {s}" for s, col in picks]
         for s, col in picks:
             if rng.random() < 0.7:
@@ -223,7 +239,11 @@ class TaskSampler:
             points = [sample_positive_point(mask, rng)]
             labels = [1]
             if rng.random() < m.negative_points:
-                others = masks[[j for j in range(len(masks)) if j != k]][:, :h, :w].any(0) if len(masks) > 1 else None
+                others = (
+                    masks[[j for j in range(len(masks)) if j != k]][:, :h, :w].any(0)
+                    if len(masks) > 1
+                    else None
+                )
                 try:
                     negs = sample_negative_points(mask, rng, int(rng.integers(1, 3)), others)
                 except ValueError:
@@ -251,7 +271,7 @@ class TaskSampler:
 def _describes(name: str, obj: tuple[str, str | None]) -> bool:
     """Whether a list entry names this object: "object", its shape, or exactly its colour and shape."""
     shape, colour = obj
-    if name == OBJECT or name == shape:
+    if name in (OBJECT, shape):
         return True
     return colour is not None and name == f"{colour} {shape}"
 

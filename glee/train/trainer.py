@@ -108,8 +108,12 @@ class Trainer:
         out = []
         for t in batch.targets:
             boxes = torch.from_numpy(t.boxes)
-            points, labels = mask_targets(torch.from_numpy(t.masks), boxes, self.cfg.loss.mask_points, self.generator)
-            out.append(Targets(torch.from_numpy(t.classes), boxes, points, labels, torch.from_numpy(t.tracks)))
+            points, labels = mask_targets(
+                torch.from_numpy(t.masks), boxes, self.cfg.loss.mask_points, self.generator
+            )
+            out.append(
+                Targets(torch.from_numpy(t.classes), boxes, points, labels, torch.from_numpy(t.tracks))
+            )
         return out
 
     def train_step(self, batch: Batch) -> dict[str, float]:
@@ -119,7 +123,14 @@ class Trainer:
             negs = [t.negative for t in batch.targets]
             neg = None
             if any(n is not None for n in negs):
-                neg = torch.from_numpy(np.stack([n if n is not None else np.zeros_like(t.prompt) for n, t in zip(negs, batch.targets)]))
+                neg = torch.from_numpy(
+                    np.stack(
+                        [
+                            n if n is not None else np.zeros_like(t.prompt)
+                            for n, t in zip(negs, batch.targets, strict=True)
+                        ]
+                    )
+                )
             visual = VisualPrompt(pos, [t.prompt_type for t in batch.targets], neg)
         targets = self._targets(batch)
         plan = None
@@ -146,7 +157,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip)
+            nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
+            )
         self.optimizer.step()
         record = {k: float(v.detach()) for k, v in losses.items()}
         record["total"] = float(total.detach())
@@ -173,7 +186,11 @@ class Trainer:
                     raise FloatingPointError(f"non-finite loss at step {self.step}: {record}")
                 for k, v in record.items():
                     ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
-                per_task[batch.task] = record["total"] if batch.task not in per_task else 0.9 * per_task[batch.task] + 0.1 * record["total"]
+                per_task[batch.task] = (
+                    record["total"]
+                    if batch.task not in per_task
+                    else 0.9 * per_task[batch.task] + 0.1 * record["total"]
+                )
                 if self.step % cfg.log_every == 0:
                     entry = {
                         "step": self.step,
@@ -232,7 +249,9 @@ class Trainer:
 
     def export(self, dst: Path) -> Path:
         """Inference weights (denoising embedding and optimizer left out) for ``GleePredictor.load``."""
-        metadata = {"training": {"steps": self.step, "minutes": round(self.elapsed / 60, 2), "seed": self.cfg.seed}}
+        metadata = {
+            "training": {"steps": self.step, "minutes": round(self.elapsed / 60, 2), "seed": self.cfg.seed}
+        }
         return save_pretrained(self.model, dst, self.glee_cfg, dtype=self.cfg.export_dtype, metadata=metadata)
 
 
@@ -242,5 +261,7 @@ def export_checkpoint(checkpoint: Path, dst: Path) -> Path:
     cfg = TrainConfig.model_validate(state["config"])
     model = build_glee(cfg.glee_config())
     model.load_state_dict(state["model"])
-    metadata = {"training": {"steps": state["step"], "minutes": round(state["elapsed"] / 60, 2), "seed": cfg.seed}}
+    metadata = {
+        "training": {"steps": state["step"], "minutes": round(state["elapsed"] / 60, 2), "seed": cfg.seed}
+    }
     return save_pretrained(model, dst, cfg.glee_config(), dtype=cfg.export_dtype, metadata=metadata)

@@ -1,0 +1,169 @@
+"""Trainer tests on tiny generated data: the loss falls, checkpoints resume, the export loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from glee.data.videos import VideoConfig
+from glee.data.writers import write_images, write_videos
+from glee.model.predictor import GleePredictor
+from glee.train.cache import Cache, build_cache
+from glee.train.config import TaskMix, TrainConfig
+from glee.train.denoising import build_denoising
+from glee.train.losses import track_contrastive_loss
+from glee.train.matcher import match
+from glee.train.tasks import TaskSampler, _describes, _flip_words
+from glee.train.trainer import CHECKPOINT, EXPORT, Trainer
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("train-data")
+    write_images(root / "images", 6, seed=3, workers=1, progress=False)
+    write_videos(
+        root / "videos", 1, seed=4, workers=1, config=VideoConfig(frames_min=8, frames_max=8), progress=False
+    )
+    return [root / "images", root / "videos"]
+
+
+@pytest.fixture(scope="module")
+def cache(data: list[Path]) -> Cache:
+    return build_cache(data, SIZE, progress=False)
+
+
+def _config(**kw: object) -> TrainConfig:
+    base = dict(
+        size=SIZE, batch_size=2, max_minutes=0, max_steps=2, denoising_queries=8, log_every=1, lr=1e-3
+    )
+    base["model_overrides"] = {"num_queries": 20, "dec_layers": 2, "enc_layers": 1, "template_size": 32}
+    base.update(kw)
+    return TrainConfig.model_validate(base)
+
+
+def test_cache_round_trip(cache: Cache, tmp_path: Path) -> None:
+    assert cache.num_frames == 6 + 8
+    assert sorted(cache.categories) == sorted(
+        ["circle", "square", "triangle", "star", "hexagon", "cross"][: len(cache.categories)]
+    )
+    k = int(cache.obj_start[0])
+    mask = cache.mask(k)
+    box = cache.boxes[k]
+    ys, xs = np.nonzero(mask)
+    assert abs(xs.min() - box[0]) <= 1.5 and abs(ys.max() + 1 - box[3]) <= 1.5
+    cache.save(tmp_path / "c.npz")
+    again = Cache.load(tmp_path / "c.npz")
+    assert np.array_equal(again.masks, cache.masks) and again.sentences == cache.sentences
+
+
+def test_colour_phrase_targets_only_name_matching_objects() -> None:
+    assert _describes("red circle", ("circle", "red"))
+    assert not _describes("red circle", ("circle", "blue"))
+    assert not _describes("red circle", ("square", "red"))
+    assert _describes("object", ("star", None)) and _describes("star", ("star", "green"))
+    assert _flip_words("the leftmost star", (True, False)) == "the rightmost star"
+    assert _flip_words("the topmost object", (True, True)) == "the bottommost object"
+
+
+def test_sampler_batches_are_consistent(cache: Cache) -> None:
+    sampler = TaskSampler(cache, TaskMix(), 4, np.random.default_rng(0))
+    seen = set()
+    for _ in range(30):
+        batch = sampler.sample()
+        seen.add(batch.task)
+        assert batch.images.shape == (4, SIZE, SIZE, 3)
+        for t in batch.targets:
+            assert len(t.boxes) == len(t.masks) == len(t.classes) == len(t.labels)
+            if batch.task == "detect":
+                assert t.classes.shape[1] == len(t.names) and (t.classes.sum(1) > 0).all()
+            if batch.task == "visual":
+                assert len(t.boxes) == 1 and t.prompt is not None and t.prompt.any()
+                # The prompt lies on the prompted object (points and scribbles are inside its mask).
+                if t.prompt_type in ("scribble", "mask"):
+                    assert (t.prompt & t.masks[0]).sum() > 0
+            if batch.task == "ground":
+                assert t.expression and len(t.boxes) == 1
+        if batch.task == "pairs":
+            assert all(len(t.tracks) == 0 or (t.tracks >= 0).all() for t in batch.targets)
+    assert seen == {"detect", "ground", "visual", "pairs"}
+
+
+def test_matcher_finds_the_identity() -> None:
+    boxes = torch.tensor([[0.2, 0.2, 0.1, 0.1], [0.7, 0.6, 0.3, 0.2], [0.5, 0.5, 0.2, 0.4]])
+    logits = torch.tensor([[5.0, -5.0], [-5.0, 5.0], [-5.0, -5.0]])
+    classes = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    rows, cols = match(logits, boxes, classes, boxes[[1, 0]], w_cls=4, w_l1=5, w_giou=2)
+    assert dict(zip(cols.tolist(), rows.tolist(), strict=True)) == {0: 1, 1: 0}
+
+
+def test_track_loss_prefers_matching_embeddings() -> None:
+    keys = torch.eye(3)
+    ids = torch.tensor([1, 2, 3])
+    good, n = track_contrastive_loss(keys, ids, torch.eye(3), ids, 0.1)
+    bad, _ = track_contrastive_loss(keys, ids, torch.eye(3)[[1, 2, 0]], ids, 0.1)
+    assert n == 3 and good < 0.01 < bad
+
+
+def test_denoising_groups_cannot_see_each_other() -> None:
+    embed = torch.nn.Embedding(6, 16)
+    boxes = [torch.tensor([[0.5, 0.5, 0.2, 0.2]]), torch.tensor([[0.3, 0.3, 0.1, 0.1], [0.6, 0.6, 0.2, 0.3]])]
+    plan = build_denoising(embed, [torch.tensor([1]), torch.tensor([2, 3])], boxes, 10, 8, 0.0, 1.0)
+    assert plan is not None and plan.groups == 2 and plan.max_objects == 2
+    pad = plan.groups * 2 * plan.max_objects
+    mask = plan.queries.attn_mask
+    assert mask.shape == (pad + 10, pad + 10)
+    assert mask[pad:, :pad].all() and not mask[:pad, pad:].any()
+    assert mask[0, 4] and not mask[0, 3]
+    assert len(plan.positives[1][0]) == 4 and len(plan.rows[1]) == 8
+
+
+def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path) -> None:
+    trainer = Trainer(_config(), data, tmp_path, echo=lambda s: None)
+    only = ("detect", "all_shapes")
+    kinds = ("ground", "visual", "pairs", "some_shapes", "phrases", "all_phrases", "object", "mixed")
+    trainer.sampler.mix = TaskMix(**{k: 1.0 for k in only}, **{k: 0.0 for k in kinds})
+    batch = trainer.sampler.sample()
+    losses = [trainer.train_step(batch)["total"] for _ in range(8)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_every_task_trains_one_step(data: list[Path], tmp_path: Path) -> None:
+    trainer = Trainer(_config(), data, tmp_path, echo=lambda s: None)
+    for task in ("detect", "ground", "visual", "pairs"):
+        trainer.sampler.mix = TaskMix(
+            **{k: float(k == task) for k in ("detect", "ground", "visual", "pairs")}
+        )
+        batch = trainer.sampler.sample()
+        record = trainer.train_step(batch)
+        assert np.isfinite(record["total"])
+        assert ("conf" in record) == (task == "visual")
+        assert ("track" in record) == (task == "pairs")
+
+
+def test_checkpoint_resumes_and_exports(data: list[Path], tmp_path: Path) -> None:
+    first = Trainer(_config(max_steps=2), data, tmp_path, echo=lambda s: None)
+    first.fit()
+    assert (tmp_path / CHECKPOINT).exists() and first.step == 2
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2]
+
+    resumed = Trainer(_config(max_steps=3), data, tmp_path, resume=True, echo=lambda s: None)
+    assert resumed.step == 2
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    resumed.fit()
+    assert resumed.step == 3
+
+    predictor = GleePredictor.load(tmp_path / EXPORT)
+    meta = json.loads((tmp_path / EXPORT / "config.json").read_text())["metadata"]
+    assert meta["dtype"] == "float16" and meta["training"]["steps"] == 3
+    image = np.full((48, 64, 3), 128, np.uint8)
+    result = predictor.detect(image, ["circle", "red square"], score_threshold=0.0, max_detections=5)
+    assert len(result) == 5 and result.masks.shape[1:] == (48, 64)
