@@ -54,7 +54,8 @@ def test_resize_follows_shortest_edge_rule() -> None:
 
 
 def test_extreme_aspect_ratio_image_is_served(predictor: GleePredictor) -> None:
-    res = predictor.detect(np.zeros((1, 4000, 3), np.uint8), ["circle"], score_threshold=0.0, max_detections=3)
+    image = np.zeros((1, 4000, 3), np.uint8)
+    res = predictor.detect(image, ["circle"], score_threshold=0.0, max_detections=3)
     assert res.masks.shape[1:] == (1, 4000)
 
 

@@ -1,0 +1,134 @@
+"""The committed demo model (``glee/weights/glee-demo``) on held-out data it never saw.
+
+Fresh scenes and videos are generated here with seeds the training data does not use, and scored with
+the same harness as ``glee eval``. The thresholds sit a little below the numbers measured on a larger
+held-out set (TRAINING.md), so a worse model, a broken post-processing step or a broken tracker fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from glee.data.videos import VideoConfig
+from glee.data.writers import write_images, write_videos
+from glee.evaluation.images import evaluate_images
+from glee.evaluation.videos import evaluate_videos
+from glee.model import GleePredictor
+from glee.model.video_predictor import VideoPredictor
+
+pytestmark = pytest.mark.slow
+
+HELDOUT_IMAGE_SEED = 424242
+HELDOUT_VIDEO_SEED = 434343
+NUM_IMAGES = 40
+NUM_VIDEOS = 6
+
+# metric path -> lowest acceptable value on the small held-out sets above (the value this model measured
+# on them, torch 2.13 CPU, in the comment). They guard against regressions of the model and of the
+# inference path; the product targets (TRAINING.md) are far higher and not yet met.
+IMAGE_THRESHOLDS = {
+    ("detect", "bbox", "AP50"): 0.30,  # measured 0.356
+    ("detect", "segm", "AP"): 0.13,  # 0.169
+    ("colour", "bbox", "AP50"): 0.37,  # 0.436
+    ("rec", "accuracy"): 0.47,  # 0.535
+    ("point", "mIoU"): 0.45,  # 0.518
+    ("box", "mIoU"): 0.37,  # 0.432
+    ("scribble", "mIoU"): 0.44,  # 0.508
+}
+VIDEO_THRESHOLDS = {
+    ("track", "IDF1"): 0.70,  # 0.779
+    ("track", "MOTA"): 0.52,  # 0.601
+    ("rvos", "J&F"): 0.43,  # 0.506
+    ("vos", "J&F"): 0.55,  # 0.633
+}
+
+# Why the target-level tests are expected to fail until a better demo model lands (strict: an
+# unexpected pass fails the suite, so the marker has to go once the model meets them).
+BELOW_TARGET = "glee-demo is below its quality targets; measured numbers and limits in TRAINING.md"
+
+# A predicted mask is "the right object" when it overlaps the drawn one at least this much.
+MIN_IOU = 0.8
+
+
+@pytest.fixture(scope="module")
+def predictor() -> GleePredictor:
+    return GleePredictor.load()
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
+
+
+def _best(masks: np.ndarray, target: np.ndarray) -> float:
+    return max((_iou(m, target) for m in masks), default=0.0)
+
+
+def test_predictor_finds_segments_and_grounds_the_right_objects(
+    predictor: GleePredictor, shapes_scene: Callable
+) -> None:
+    scene = shapes_scene(0)
+    everything = predictor.detect(scene.image, ["object"])
+    assert len(everything) == 3 and all(_best(everything.masks, m) >= MIN_IOU for m in scene.masks.values())
+    red = predictor.detect(scene.image, ["red circle"])
+    assert red.labels == ["red circle"] and _iou(red.masks[0], scene.masks["red circle"]) >= MIN_IOU
+    expressions = {"the blue square": "blue square", "the red object": "red circle",
+                   "the yellow triangle": "yellow triangle"}  # fmt: skip
+    for expression, answer in zip(expressions, predictor.ground(scene.image, list(expressions)), strict=True):
+        assert _iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
+    prompts = {
+        "red circle": {"points": [[70, 75], [180, 160]], "labels": [1, 0]},
+        "blue square": {"box": scene.box("blue square")},
+        "yellow triangle": {"scribble": [[80, 222], [95, 200], [110, 222]]},
+    }
+    for (name, _), answer in zip(prompts.items(), predictor.segment(scene.image, list(prompts.values())),
+                                 strict=True):  # fmt: skip
+        assert _iou(answer.masks[0], scene.masks[name]) >= MIN_IOU, name
+
+
+@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+def test_predictor_names_shapes_and_reads_relations(predictor: GleePredictor, shapes_scene: Callable) -> None:
+    scene = shapes_scene(0)
+    dets = predictor.detect(scene.image, ["circle", "square", "triangle"])
+    for name, mask in scene.masks.items():
+        assert any(_iou(m, mask) >= MIN_IOU and label == name.split()[1]
+                   for m, label in zip(dets.masks, dets.labels, strict=True)), name  # fmt: skip
+    expressions = {"the bottommost object": "yellow triangle", "the smallest object": "yellow triangle"}
+    for expression, answer in zip(expressions, predictor.ground(scene.image, list(expressions)), strict=True):
+        assert _iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
+    [answer] = predictor.segment(scene.image, [{"box": scene.box("yellow triangle")}])
+    assert _iou(answer.masks[0], scene.masks["yellow triangle"]) >= MIN_IOU
+
+
+def _get(results: dict[str, Any], path: tuple[str, ...]) -> float:
+    value: Any = results
+    for key in path:
+        value = value[key]
+    return float(value)
+
+
+def _shortfalls(results: dict[str, Any], thresholds: dict[tuple[str, ...], float]) -> list[str]:
+    return [
+        f"{'.'.join(path)} = {_get(results, path):.3f} < {bound}"
+        for path, bound in thresholds.items()
+        if _get(results, path) < bound
+    ]
+
+
+def test_demo_model_on_heldout_images(tmp_path: Path) -> None:
+    write_images(tmp_path, NUM_IMAGES, seed=HELDOUT_IMAGE_SEED, workers=1, progress=False)
+    results = evaluate_images(GleePredictor.load(), tmp_path / "annotations.json", tmp_path / "images")
+    assert results["images"] == NUM_IMAGES
+    assert not _shortfalls(results, IMAGE_THRESHOLDS), results
+
+
+def test_demo_model_on_heldout_videos(tmp_path: Path) -> None:
+    config = VideoConfig(frames_min=8, frames_max=16)
+    write_videos(tmp_path, NUM_VIDEOS, seed=HELDOUT_VIDEO_SEED, workers=1, config=config, progress=False)
+    results = evaluate_videos(VideoPredictor.load(), tmp_path / "annotations.json", tmp_path / "frames")
+    assert results["videos"] == NUM_VIDEOS
+    assert not _shortfalls(results, VIDEO_THRESHOLDS), results
