@@ -17,6 +17,7 @@ import pytest
 from glee.data.videos import VideoConfig
 from glee.data.writers import write_images, write_videos
 from glee.evaluation.images import evaluate_images
+from glee.evaluation.iou import mask_pair_iou
 from glee.evaluation.videos import evaluate_videos
 from glee.model import GleePredictor
 from glee.model.video_predictor import VideoPredictor
@@ -60,12 +61,8 @@ def predictor() -> GleePredictor:
     return GleePredictor.load()
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
-
-
 def _best(masks: np.ndarray, target: np.ndarray) -> float:
-    return max((_iou(m, target) for m in masks), default=0.0)
+    return max((mask_pair_iou(m, target) for m in masks), default=0.0)
 
 
 def test_predictor_finds_segments_and_grounds_the_right_objects(
@@ -75,11 +72,11 @@ def test_predictor_finds_segments_and_grounds_the_right_objects(
     everything = predictor.detect(scene.image, ["object"])
     assert len(everything) == 3 and all(_best(everything.masks, m) >= MIN_IOU for m in scene.masks.values())
     red = predictor.detect(scene.image, ["red circle"])
-    assert red.labels == ["red circle"] and _iou(red.masks[0], scene.masks["red circle"]) >= MIN_IOU
+    assert red.labels == ["red circle"] and mask_pair_iou(red.masks[0], scene.masks["red circle"]) >= MIN_IOU
     expressions = {"the blue square": "blue square", "the red object": "red circle",
                    "the yellow triangle": "yellow triangle"}  # fmt: skip
     for expression, answer in zip(expressions, predictor.ground(scene.image, list(expressions)), strict=True):
-        assert _iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
+        assert mask_pair_iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
     prompts = {
         "red circle": {"points": [[70, 75], [180, 160]], "labels": [1, 0]},
         "blue square": {"box": scene.box("blue square")},
@@ -87,7 +84,7 @@ def test_predictor_finds_segments_and_grounds_the_right_objects(
     }
     for (name, _), answer in zip(prompts.items(), predictor.segment(scene.image, list(prompts.values())),
                                  strict=True):  # fmt: skip
-        assert _iou(answer.masks[0], scene.masks[name]) >= MIN_IOU, name
+        assert mask_pair_iou(answer.masks[0], scene.masks[name]) >= MIN_IOU, name
 
 
 @pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
@@ -95,13 +92,13 @@ def test_predictor_names_shapes_and_reads_relations(predictor: GleePredictor, sh
     scene = shapes_scene(0)
     dets = predictor.detect(scene.image, ["circle", "square", "triangle"])
     for name, mask in scene.masks.items():
-        assert any(_iou(m, mask) >= MIN_IOU and label == name.split()[1]
+        assert any(mask_pair_iou(m, mask) >= MIN_IOU and label == name.split()[1]
                    for m, label in zip(dets.masks, dets.labels, strict=True)), name  # fmt: skip
     expressions = {"the bottommost object": "yellow triangle", "the smallest object": "yellow triangle"}
     for expression, answer in zip(expressions, predictor.ground(scene.image, list(expressions)), strict=True):
-        assert _iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
+        assert mask_pair_iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
     [answer] = predictor.segment(scene.image, [{"box": scene.box("yellow triangle")}])
-    assert _iou(answer.masks[0], scene.masks["yellow triangle"]) >= MIN_IOU
+    assert mask_pair_iou(answer.masks[0], scene.masks["yellow triangle"]) >= MIN_IOU
 
 
 def _get(results: dict[str, Any], path: tuple[str, ...]) -> float:
