@@ -18,9 +18,6 @@ from glee.service.launcher import ServerProcess
 pytestmark = pytest.mark.slow
 
 MIN_IOU = 0.5
-# The embedded model's known shortfalls: expected to fail until a better demo model lands (strict, so an
-# unexpected pass fails the suite and the marker has to go).
-BELOW_TARGET = "glee-demo is below its quality targets; measured numbers and limits in TRAINING.md"
 SHAPE_OF = {"red circle": "circle", "blue square": "square", "yellow triangle": "triangle"}
 
 
@@ -49,7 +46,7 @@ def mask_of(item: dict) -> np.ndarray:
     return decode_mask(item["mask"], 256, 256)
 
 
-@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+@pytest.mark.below_target
 def test_detect_finds_each_shape_with_its_label(client: GleeClient, shapes_scene: Callable) -> None:
     scene = shapes_scene(0)
     result = client.detect(scene.image, ["circle", "square", "triangle"])
@@ -95,7 +92,7 @@ def test_segment_returns_the_prompted_object(
     assert iou(decode_mask(answer.results[0].mask, 256, 256), scene.masks["red circle"]) >= MIN_IOU
 
 
-@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+@pytest.mark.below_target
 def test_tracking_keeps_one_id_per_object_across_frames(client: GleeClient, shapes_scene: Callable) -> None:
     session = client.create_session("track", categories=["circle", "square", "triangle"])
     ids: dict[str, set[int]] = {name: set() for name in SHAPE_OF}
@@ -111,7 +108,7 @@ def test_tracking_keeps_one_id_per_object_across_frames(client: GleeClient, shap
     client.delete_session(session["session_id"])
 
 
-@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+@pytest.mark.below_target
 def test_rvos_and_vos_follow_their_object(client: GleeClient, shapes_scene: Callable) -> None:
     first, second = shapes_scene(0), shapes_scene(8)
     rvos = client.create_session("rvos", expression="the blue square")

@@ -30,10 +30,6 @@ from glee.model.video_predictor import FrameResult, VideoPredictor
 # --------------------------------------------------------------------------------------------- clips
 
 
-# The embedded model's known shortfalls: expected to fail until a better demo model lands (strict, so an
-# unexpected pass fails the suite and the marker has to go).
-BELOW_TARGET = "glee-demo is below its quality targets; measured numbers and limits in TRAINING.md"
-
 _RATIO = {"star": float(np.mean(STAR_INNER_RATIO)), "cross": float(np.mean(CROSS_ARM_RATIO))}
 
 
@@ -395,7 +391,7 @@ def demo_model() -> VideoPredictor:
     return VideoPredictor.load()
 
 
-@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+@pytest.mark.below_target
 def test_demo_model_keeps_ids_through_crossing(demo_model: VideoPredictor) -> None:
     clip = crossing_clip()
     results = demo_model.run(clip.frames, categories=["square", "circle", "triangle"])
@@ -415,7 +411,7 @@ def test_demo_model_rvos_keeps_referent_despite_distractor(demo_model: VideoPred
     assert min(ious[-4:]) >= 0.5, ious
 
 
-@pytest.mark.xfail(strict=True, reason=BELOW_TARGET)
+@pytest.mark.below_target
 def test_demo_model_vos_follows_two_objects(demo_model: VideoPredictor) -> None:
     clip = vos_clip()
     prompts = {1: {"mask": clip.masks[0][0]}, 2: {"mask": clip.masks[1][0]}}
