@@ -165,3 +165,20 @@ def test_text_cache_gives_identical_results(predictor: GleePredictor) -> None:
     finally:
         predictor.text_cache_enabled = True
     np.testing.assert_allclose(first.scores, uncached.scores, atol=1e-6)
+
+
+def test_class_logit_modes_keep_lite_official_and_make_demo_a_scaled_cosine() -> None:
+    """Lite keeps the official raw dot product (no extra keys); ``cosine`` ignores embedding norms."""
+    from glee.model.object_decoder import QueryPrompt
+
+    assert not any("logit_" in k for k in build_glee("lite_stage1").state_dict())
+    torch.manual_seed(0)
+    demo = build_glee("demo").predictor
+    assert {"logit_scale", "logit_bias"} <= {k for k, _ in demo.named_parameters()}
+    proj, embeds = torch.randn(2, 5, 128), torch.randn(2, 3, 128)
+    logits = demo.class_logits(proj, QueryPrompt(class_embeddings=embeds))
+    cos = torch.nn.functional.cosine_similarity(proj[:, :, None], embeds[:, None], dim=-1)
+    torch.testing.assert_close(logits, cos / 0.07 - np.log(99.0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(demo.class_logits(proj, QueryPrompt(class_embeddings=embeds * 7.0)), logits)
+    sentence = demo.class_logits(proj, QueryPrompt(sentence=embeds[:, 0]))
+    torch.testing.assert_close(sentence, logits[..., :1])

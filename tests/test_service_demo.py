@@ -108,7 +108,6 @@ def test_tracking_keeps_one_id_per_object_across_frames(client: GleeClient, shap
     client.delete_session(session["session_id"])
 
 
-@pytest.mark.below_target
 def test_rvos_and_vos_follow_their_object(client: GleeClient, shapes_scene: Callable) -> None:
     first, second = shapes_scene(0), shapes_scene(8)
     rvos = client.create_session("rvos", expression="the blue square")

@@ -358,7 +358,7 @@ def test_random_demo_model_plumbing(random_model: VideoPredictor, task: str) -> 
     options = {
         "track": {"categories": ["cross", "circle"], "score_threshold": 0.0, "max_detections": 5},
         "rvos": {"expression": "the orange circle", "score_threshold": 0.0, "top_k": 3},
-        "vos": {"top_k": 3},
+        "vos": {"score_threshold": 0.0, "top_k": 3},
     }[task]
     prompts = None
     if task == "vos":

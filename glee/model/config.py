@@ -61,6 +61,10 @@ class GleeConfig:
     # Encoder levels: res3, res4, res5 projected + one strided conv on res5 (strides 8..64).
     num_feature_levels: int = 4
     early_fusion: bool = True
+    # "dot": the official raw dot product with the pooled text embedding (what zoo checkpoints expect).
+    # "cosine": exp(scale) * cosine + bias with a learned scale and a focal-prior bias, which a from-scratch
+    # text tower learns to separate names with far faster (adds ``predictor.logit_scale`` / ``logit_bias``).
+    class_logits: Literal["dot", "cosine"] = "dot"
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256
@@ -124,6 +128,7 @@ def demo() -> GleeConfig:
         enc_layers=3,
         dec_layers=4,
         num_queries=100,
+        class_logits="cosine",
         max_prompt_points=128,
         template_size=128,
         # Long side 256: the size the demo model is trained at (and 4x fewer pixels than 512 on CPU).

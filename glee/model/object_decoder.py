@@ -8,11 +8,13 @@ Official behaviours kept (see the architecture notes, section 1.5):
 * the stored layer output is ``decoder_norm(out)`` and the class / confidence / mask heads apply
   ``decoder_norm`` *again*; boxes and track embeddings use the single-normed output;
 * reference boxes are refined from the un-normed layer output (and detached);
-* class logits are raw dot products with the pooled text embeddings (no normalization, no scale).
+* class logits are raw dot products with the pooled text embeddings (no normalization, no scale);
+  a config may choose a scaled cosine instead (``class_logits="cosine"``, the demo model), never Lite.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -139,23 +141,37 @@ class ObjectDecoder(nn.Module):
         self.enc_output = nn.Linear(d, d)
         self.enc_output_norm = nn.LayerNorm(d)
         self.confidence_score = MLP(d, d, 1, 2)
+        # From scratch, start at the focal prior 0.01: at 0.5 the confidence loss of ~100 negative queries
+        # swamps the clipped gradient of visual-prompt steps for hundreds of steps.
+        nn.init.constant_(self.confidence_score.layers[-1].bias, -math.log(99.0))
         self.mask_embed = MLP(d, d, d, 3)
         self.decoder_norm = nn.LayerNorm(d)
         self.decoder = TransformerDecoder(cfg)
         self._bbox_embed = MLP(d, d, 4, 3)
         nn.init.zeros_(self._bbox_embed.layers[-1].weight)
         nn.init.zeros_(self._bbox_embed.layers[-1].bias)
+        self.cosine_logits = cfg.class_logits == "cosine"
+        if self.cosine_logits:
+            # CLIP's initial temperature 1/0.07 and the same focal prior.
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+            self.logit_bias = nn.Parameter(torch.tensor(-math.log(99.0)))
+
+    def class_logits(self, proj: Tensor, prompt: QueryPrompt) -> Tensor:
+        """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings."""
+        embeds = prompt.sentence[:, None] if prompt.sentence is not None else prompt.class_embeddings
+        if self.cosine_logits:
+            proj, embeds = F.normalize(proj, dim=-1), F.normalize(embeds, dim=-1)
+        logits = torch.einsum("bqc,bnc->bqn", proj, embeds)
+        if self.cosine_logits:
+            logits = logits * self.logit_scale.exp() + self.logit_bias
+        if prompt.sentence is None and prompt.class_mask is not None:
+            logits = logits.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
+        return logits
 
     def heads(self, hidden: Tensor, prompt: QueryPrompt) -> tuple[Tensor, Tensor, Tensor]:
         """(logits, confidence, mask embedding) from a single-normed hidden state (normed once more here)."""
         d = self.decoder_norm(hidden)
-        proj = d @ self.category_embed
-        if prompt.sentence is not None:
-            logits = torch.einsum("bqc,bc->bq", proj, prompt.sentence).unsqueeze(-1)
-        else:
-            logits = torch.einsum("bqc,bnc->bqn", proj, prompt.class_embeddings)
-            if prompt.class_mask is not None:
-                logits = logits.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
+        logits = self.class_logits(d @ self.category_embed, prompt)
         return logits, self.confidence_score(d), self.mask_embed(d)
 
     def forward(
@@ -178,14 +194,7 @@ class ObjectDecoder(nn.Module):
         if prompt.select_by_confidence:
             select = self.confidence_score(out_memory).max(-1)[0]
         else:
-            proj = out_memory @ self.category_embed
-            if prompt.sentence is not None:
-                select = torch.einsum("bqc,bc->bq", proj, prompt.sentence)
-            else:
-                cls = torch.einsum("bqc,bnc->bqn", proj, prompt.class_embeddings)
-                if prompt.class_mask is not None:
-                    cls = cls.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
-                select = cls.max(-1)[0]
+            select = self.class_logits(out_memory @ self.category_embed, prompt).max(-1)[0]
         coords = self._bbox_embed(out_memory) + proposals[None]
         k = min(self.num_queries, select.shape[1])
         topk = torch.topk(select, k, dim=1)[1]
