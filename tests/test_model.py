@@ -175,6 +175,8 @@ def test_class_logit_modes_keep_lite_official_and_make_demo_a_scaled_cosine() ->
     torch.manual_seed(0)
     demo = build_glee("demo").predictor
     assert {"logit_scale", "logit_bias"} <= {k for k, _ in demo.named_parameters()}
+    # From scratch the confidence head starts at probability 0.01 (official weights overwrite it).
+    torch.testing.assert_close(demo.confidence_score.layers[-1].bias.sigmoid(), torch.tensor([0.01]))
     proj, embeds = torch.randn(2, 5, 128), torch.randn(2, 3, 128)
     logits = demo.class_logits(proj, QueryPrompt(class_embeddings=embeds))
     cos = torch.nn.functional.cosine_similarity(proj[:, :, None], embeds[:, None], dim=-1)

@@ -26,6 +26,9 @@ from glee.model.layers import MLP, inverse_sigmoid, sine_box_embed
 from glee.model.ops.ms_deform_attn import MSDeformAttn
 from glee.model.pixel_decoder import level_geometry
 
+# Logit of the focal-loss prior 0.01 (RetinaNet's initial bias): what from-scratch heads start at.
+FOCAL_PRIOR_LOGIT = -math.log(99.0)
+
 
 @dataclass
 class QueryPrompt:
@@ -143,7 +146,7 @@ class ObjectDecoder(nn.Module):
         self.confidence_score = MLP(d, d, 1, 2)
         # From scratch, start at the focal prior 0.01: at 0.5 the confidence loss of ~100 negative queries
         # swamps the clipped gradient of visual-prompt steps for hundreds of steps.
-        nn.init.constant_(self.confidence_score.layers[-1].bias, -math.log(99.0))
+        nn.init.constant_(self.confidence_score.layers[-1].bias, FOCAL_PRIOR_LOGIT)
         self.mask_embed = MLP(d, d, d, 3)
         self.decoder_norm = nn.LayerNorm(d)
         self.decoder = TransformerDecoder(cfg)
@@ -154,7 +157,7 @@ class ObjectDecoder(nn.Module):
         if self.cosine_logits:
             # CLIP's initial temperature 1/0.07 and the same focal prior.
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-            self.logit_bias = nn.Parameter(torch.tensor(-math.log(99.0)))
+            self.logit_bias = nn.Parameter(torch.tensor(FOCAL_PRIOR_LOGIT))
 
     def class_logits(self, proj: Tensor, prompt: QueryPrompt) -> Tensor:
         """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings."""
