@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import resized_size
+from glee.model.prompts import prompt_agreement, validate_prompt
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +187,45 @@ def test_class_logit_modes_keep_lite_official_and_make_demo_a_scaled_cosine() ->
     torch.testing.assert_close(demo.class_logits(proj, QueryPrompt(class_embeddings=embeds * 7.0)), logits)
     sentence = demo.class_logits(proj, QueryPrompt(sentence=embeds[:, 0]))
     torch.testing.assert_close(sentence, logits[..., :1])
+
+
+def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:
+    h, w = 40, 50
+    masks = np.zeros((3, h, w), bool)
+    masks[0, 5:16, 5:16] = True  # A
+    masks[1, 20:36, 25:46] = True  # B; C stays empty
+
+    def agree(prompt: dict) -> list[float]:
+        kind, norm = validate_prompt(prompt, w, h)
+        return prompt_agreement(kind, norm, masks).round(3).tolist()
+
+    assert agree({"points": [[10, 10]], "labels": [1]}) == [1.0, 0.0, 0.0]
+    assert agree({"points": [[10, 10], [30, 28]], "labels": [1, 1]}) == [0.5, 0.5, 0.0]
+    assert agree({"points": [[10, 10], [30, 28]], "labels": [1, 0]}) == [1.0, 0.0, 0.0]
+    assert agree({"box": [5, 5, 16, 16]}) == [1.0, 0.0, 0.0]
+    assert agree({"box": [25, 20, 46, 36]}) == [0.0, 1.0, 0.0]
+    assert agree({"scribble": [[30, 25], [40, 30]]}) == [0.0, 1.0, 0.0]
+    assert agree({"mask": masks[0]}) == [1.0, 0.0, 0.0]
+
+
+def test_demo_reranks_visual_prompt_candidates_and_lite_keeps_official_ranking(
+    predictor: GleePredictor,
+) -> None:
+    assert get_config("lite").prompt_rerank == 0 and get_config("lite_stage1").prompt_rerank == 0
+    assert predictor.cfg.prompt_rerank == get_config("demo").prompt_rerank > 1
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    prompt = {"box": [10, 10, 150, 110]}
+    rerank = predictor.cfg
+    try:
+        predictor.cfg = dataclasses.replace(rerank, prompt_rerank=0)
+        candidates = predictor.segment(image, [prompt], top_k=rerank.prompt_rerank)[0]
+    finally:
+        predictor.cfg = rerank
+    kind, norm = validate_prompt(prompt, 160, 120)
+    ranked = candidates.scores * prompt_agreement(kind, norm, candidates.masks)
+    best = int(np.argmax(ranked))
+    assert best != 0  # this image and box make the re-ranking change the official top-1
+    top = predictor.segment(image, [prompt])[0]
+    assert np.array_equal(top.masks[0], candidates.masks[best])
+    assert top.scores[0] == candidates.scores[best]  # re-ordered, not re-scored

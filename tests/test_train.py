@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from glee.data.videos import VideoConfig
 from glee.data.writers import write_images, write_videos
+from glee.model.object_decoder import LayerPrediction
 from glee.model.predictor import GleePredictor
 from glee.train.cache import Cache, build_cache
-from glee.train.config import TaskMix, TrainConfig
+from glee.train.config import LossWeights, TaskMix, TrainConfig
+from glee.train.criterion import Criterion, Targets
 from glee.train.denoising import build_denoising
 from glee.train.losses import track_contrastive_loss
 from glee.train.matcher import match
@@ -73,13 +76,21 @@ def test_colour_phrase_targets_only_name_matching_objects() -> None:
 
 def test_sampler_batches_are_consistent(cache: Cache) -> None:
     sampler = TaskSampler(cache, TaskMix(), 4, np.random.default_rng(0))
+    vocabulary = sampler.vocabulary()
     seen = set()
     for _ in range(30):
         batch = sampler.sample()
         seen.add(batch.task)
         assert batch.images.shape == (4, SIZE, SIZE, 3)
         for t in batch.targets:
-            assert len(t.boxes) == len(t.masks) == len(t.classes) == len(t.labels)
+            assert len(t.boxes) == len(t.masks) == len(t.classes) == len(t.labels) == len(t.vocabulary)
+            # Every target names its own shape and "object" in the fixed vocabulary, plus at most its phrase.
+            assert t.vocabulary.shape[1] == len(vocabulary)
+            for row, label in zip(t.vocabulary, t.labels, strict=True):
+                named = {vocabulary[i] for i in np.flatnonzero(row)}
+                shape = sampler.shapes[label]
+                assert {shape, "object"} <= named and len(named - {shape, "object"}) <= 1
+                assert all(n.endswith(f" {shape}") for n in named - {shape, "object"})
             if batch.task == "detect":
                 assert t.classes.shape[1] == len(t.names) and (t.classes.sum(1) > 0).all()
             if batch.task == "visual":
@@ -134,8 +145,9 @@ def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path) -> No
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_every_task_trains_one_step(data: list[Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(), data, tmp_path, echo=lambda s: None)
+@pytest.mark.parametrize("vocabulary", [0.0, 2.0])
+def test_every_task_trains_one_step(data: list[Path], tmp_path: Path, vocabulary: float) -> None:
+    trainer = Trainer(_config(loss={"vocabulary": vocabulary}), data, tmp_path, echo=lambda s: None)
     for task in ("detect", "ground", "visual", "pairs"):
         trainer.sampler.mix = TaskMix(
             **{k: float(k == task) for k in ("detect", "ground", "visual", "pairs")}
@@ -145,6 +157,31 @@ def test_every_task_trains_one_step(data: list[Path], tmp_path: Path) -> None:
         assert np.isfinite(record["total"])
         assert ("conf" in record) == (task == "visual")
         assert ("track" in record) == (task == "pairs")
+        assert ("vocab" in record) == (vocabulary > 0)
+
+
+def test_vocabulary_loss_prefers_the_right_name() -> None:
+    """Matched queries pointing at their object's names cost less than ones pointing at other names."""
+    names = torch.eye(4)
+    criterion = Criterion(LossWeights(vocabulary=1.0))
+    target = Targets(
+        torch.ones(1, 1),
+        torch.zeros(1, 4),
+        torch.zeros(1, 1, 2),
+        torch.zeros(1, 1),
+        torch.zeros(1),
+        vocabulary=torch.tensor([[1.0, 0.0, 1.0, 0.0]]),
+    )
+
+    def loss(query: Tensor) -> float:
+        proj = torch.zeros(1, 3, 4)
+        proj[0, 2] = query
+        pred = LayerPrediction(torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), proj, torch.zeros(1, 3, 4), proj)
+        indices = [(torch.tensor([2]), torch.tensor([0]))]
+        return float(criterion._vocabulary(pred, [target], indices, lambda p: 8 * p @ names.T - 4, 1))
+
+    right, wrong = loss(names[0] + names[2]), loss(names[1] + names[3])
+    assert right < 0.01 < wrong
 
 
 def test_checkpoint_resumes_and_exports(data: list[Path], tmp_path: Path) -> None:

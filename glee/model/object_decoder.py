@@ -15,7 +15,7 @@ Official behaviours kept (see the architecture notes, section 1.5):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,7 @@ class LayerPrediction:
     scores: Tensor  # [B, Q, 1] confidence
     mask_embed: Tensor  # [B, Q, D]
     boxes: Tensor  # [B, Q, 4] cxcywh sigmoid, normalized to the padded input
+    class_proj: Tensor  # [B, Q, D] the queries projected for classification (what ``logits`` compare)
 
 
 @dataclass
@@ -159,23 +160,31 @@ class ObjectDecoder(nn.Module):
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
             self.logit_bias = nn.Parameter(torch.tensor(FOCAL_PRIOR_LOGIT))
 
-    def class_logits(self, proj: Tensor, prompt: QueryPrompt) -> Tensor:
-        """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings."""
-        embeds = prompt.sentence[:, None] if prompt.sentence is not None else prompt.class_embeddings
+    def similarity(self, proj: Tensor, embeds: Tensor) -> Tensor:
+        """[B, Q, N] logits of projected queries [B, Q, D] against embeddings [B, N, D]: the official raw
+        dot product, or for ``class_logits="cosine"`` exp(logit_scale) * cosine + logit_bias."""
         if self.cosine_logits:
             proj, embeds = F.normalize(proj, dim=-1), F.normalize(embeds, dim=-1)
         logits = torch.einsum("bqc,bnc->bqn", proj, embeds)
         if self.cosine_logits:
             logits = logits * self.logit_scale.exp() + self.logit_bias
+        return logits
+
+    def class_logits(self, proj: Tensor, prompt: QueryPrompt) -> Tensor:
+        """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings."""
+        embeds = prompt.sentence[:, None] if prompt.sentence is not None else prompt.class_embeddings
+        logits = self.similarity(proj, embeds)
         if prompt.sentence is None and prompt.class_mask is not None:
             logits = logits.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
         return logits
 
-    def heads(self, hidden: Tensor, prompt: QueryPrompt) -> tuple[Tensor, Tensor, Tensor]:
-        """(logits, confidence, mask embedding) from a single-normed hidden state (normed once more here)."""
+    def heads(self, hidden: Tensor, prompt: QueryPrompt, boxes: Tensor) -> LayerPrediction:
+        """All head outputs of a single-normed hidden state (normed once more here) and its boxes."""
         d = self.decoder_norm(hidden)
-        logits = self.class_logits(d @ self.category_embed, prompt)
-        return logits, self.confidence_score(d), self.mask_embed(d)
+        proj = d @ self.category_embed
+        return LayerPrediction(
+            self.class_logits(proj, prompt), self.confidence_score(d), self.mask_embed(d), boxes, proj
+        )
 
     def forward(
         self,
@@ -207,8 +216,7 @@ class ObjectDecoder(nn.Module):
 
         interm = None
         if return_aux:
-            logits, scores, membed = self.heads(tgt_undetached, prompt)
-            interm = LayerPrediction(logits, scores, membed, ref_undetached.sigmoid())
+            interm = self.heads(tgt_undetached, prompt, ref_undetached.sigmoid())
 
         num_dn = 0
         self_mask = None
@@ -220,8 +228,7 @@ class ObjectDecoder(nn.Module):
 
         aux: list[LayerPrediction] = []
         if return_aux:
-            logits, scores, membed = self.heads(tgt, prompt)
-            aux.append(LayerPrediction(logits, scores, membed, ref_unsig.sigmoid()))
+            aux.append(self.heads(tgt, prompt, ref_unsig.sigmoid()))
 
         ref = ref_unsig.sigmoid()
         q = tgt.shape[1]
@@ -240,12 +247,11 @@ class ObjectDecoder(nn.Module):
             new_ref = (self._bbox_embed(hidden) + inverse_sigmoid(ref)).sigmoid()
             if return_aux or i == n_layers - 1:
                 boxes = (self._bbox_embed(normed) + inverse_sigmoid(ref)).sigmoid()
-                logits, scores, membed = self.heads(normed, prompt)
-                pred = LayerPrediction(logits, scores, membed, boxes)
+                pred = self.heads(normed, prompt, boxes)
                 if i < n_layers - 1:
                     aux.append(pred)
             ref = new_ref.detach()
-        last = _slice_queries(pred, num_dn, None)
+        last = slice_queries(pred, num_dn, None)
         return DecoderOutput(
             last=last,
             track_embed=normed[:, num_dn:],
@@ -254,17 +260,16 @@ class ObjectDecoder(nn.Module):
             aux=aux,
             interm=interm,
             num_denoising=num_dn,
-            denoising=_slice_queries(pred, 0, num_dn) if num_dn else None,
+            denoising=slice_queries(pred, 0, num_dn) if num_dn else None,
         )
 
 
-def _slice_queries(pred: LayerPrediction, start: int, end: int | None) -> LayerPrediction:
+def slice_queries(pred: LayerPrediction, start: int, end: int | None) -> LayerPrediction:
+    """Rows start:end of every field (denoising queries come first, then the matching queries)."""
     if start == 0 and end is None:
         return pred
     rows = slice(start, end)
-    return LayerPrediction(
-        pred.logits[:, rows], pred.scores[:, rows], pred.mask_embed[:, rows], pred.boxes[:, rows]
-    )
+    return LayerPrediction(*(getattr(pred, f.name)[:, rows] for f in fields(LayerPrediction)))
 
 
 def _proposals(shapes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:

@@ -3,7 +3,9 @@
 Inputs are numpy HxWx3 uint8 RGB arrays or PIL images; outputs are :class:`ImageResult` in original
 image pixels. Post-processing follows the official inference path: no NMS, top-K over query x class,
 final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
-prompts. Masks are computed only for the kept queries, never for all queries at full resolution.
+prompts (a config may re-rank visual-prompt candidates by how well their masks fit the prompt:
+``GleeConfig.prompt_rerank``, on for the demo model, off for the official variants). Masks are
+computed only for the kept queries, never for all queries at full resolution.
 
 ``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
 """
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
-from glee.model.prompts import rasterize, validate_prompt
+from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "glee-demo"
@@ -201,9 +203,13 @@ class GleePredictor:
             out = self.model.run(batch, [self._category_prompt(VISUAL_CLASS_NAMES)] * len(items), visual)
         results: list[list[ImageResult]] = [[] for _ in tasks]
         for b, (ti, x) in enumerate(items):
-            label = x if kind == "ground" else "object"
-            rank = "logits" if kind == "ground" else "confidence"
-            results[ti].append(self._top(out, b, prepared[ti], label, rank, tasks[ti].max_detections))
+            k = tasks[ti].max_detections
+            if kind == "ground":
+                results[ti].append(self._top(out, b, prepared[ti], x, "logits", k))
+                continue
+            n = max(k, self.cfg.prompt_rerank)
+            candidates = self._top(out, b, prepared[ti], "object", "confidence", n)
+            results[ti].append(_rerank(candidates, x, k) if self.cfg.prompt_rerank else candidates)
         return results
 
     # ------------------------------------------------------------ prompts
@@ -299,6 +305,16 @@ class GleePredictor:
             track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
             query_index=unique[inv].cpu().numpy().astype(np.int64),
         )
+
+
+def _rerank(result: ImageResult, prompt: dict, k: int) -> ImageResult:
+    """The k candidates with the best score x prompt agreement (see ``GleeConfig.prompt_rerank``), in that
+    order. Scores stay the model's (confidence x mask score): callers threshold them, and a video prompt
+    made from the previous frame's mask must not lose score because the object moved."""
+    h, w = result.masks.shape[1:]
+    kind, norm = validate_prompt(prompt, w, h)
+    fit = result.scores * prompt_agreement(kind, norm, result.masks)
+    return _select(result, np.argsort(-fit, kind="stable")[:k])
 
 
 def _select(r: ImageResult, idx: np.ndarray) -> ImageResult:

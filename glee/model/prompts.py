@@ -124,6 +124,43 @@ def rasterize(kind: str, prompt: dict, scale: tuple[float, float], size: tuple[i
     return RasterPrompt(mask, None, "mask")
 
 
+def prompt_agreement(kind: str, prompt: dict, masks: np.ndarray) -> np.ndarray:
+    """[N] in [0, 1]: how well each candidate mask (bool [N, H, W], original pixels) fits a validated prompt.
+
+    point: share of the positive clicks inside the mask times share of the negative clicks outside it;
+    scribble: share of the drawn stroke inside the mask; box: IoU of the mask's tight box with the box;
+    mask: IoU with the prompt mask. An empty candidate agrees with nothing.
+    """
+    n, h, w = masks.shape
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if kind == "point":
+        pts = np.minimum(prompt["points"].astype(np.int64), [w - 1, h - 1])
+        inside = masks[:, pts[:, 1], pts[:, 0]]
+        labels = prompt["labels"]
+        score = inside[:, labels == 1].mean(1)
+        if (labels == 0).any():
+            score = score * (1 - inside[:, labels == 0].mean(1))
+        return score.astype(np.float32)
+    if kind == "box":
+        rows, cols = masks.any(2), masks.any(1)
+        boxes = np.zeros((n, 4))
+        for i in np.flatnonzero(rows.any(1)):
+            r, c = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
+            boxes[i] = c[0], r[0], c[-1] + 1, r[-1] + 1
+        target = prompt["box"]
+        lt, rb = np.maximum(boxes[:, :2], target[:2]), np.minimum(boxes[:, 2:], target[2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), 1)
+        union = np.prod(boxes[:, 2:] - boxes[:, :2], 1) + np.prod(target[2:] - target[:2]) - inter
+        return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+    target = rasterize(kind, prompt, (1.0, 1.0), (h, w)).positive
+    inter = (masks & target).reshape(n, -1).sum(1)
+    if kind == "scribble":
+        return (inter / target.sum()).astype(np.float32)
+    union = (masks | target).reshape(n, -1).sum(1)
+    return (inter / np.maximum(union, 1)).astype(np.float32)
+
+
 def _rectangles(pts: np.ndarray, h: int, w: int) -> np.ndarray:
     """Official point rule: rows cy-H//40 .. cy+H//40-1, cols cx-W//40 .. cx+W//40-1 (at least 1 px)."""
     mask = np.zeros((h, w), bool)

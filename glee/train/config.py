@@ -52,6 +52,8 @@ class LossWeights(_Strict):
     mask: float = 5.0
     dice: float = 5.0
     track: float = 2.0
+    # Not in GLEE: matched queries also classified against all shape names and colour phrases (0 = off).
+    vocabulary: float = 0.0
     focal_alpha: float = 0.25
     mask_points: int = Field(768, ge=16)
     track_temperature: float = 0.1

@@ -6,10 +6,16 @@ sentence), L1 + GIoU box losses and — for decoder layers — BCE + dice mask l
 Visual-prompt batches add the focal confidence loss (matched query = 1, all others = 0), the signal the
 predictor ranks prompted results by. Denoising rows get class / box / mask losses against the object they
 were made from; video pairs add the contrastive track-embedding loss.
+
+Optionally (``LossWeights.vocabulary`` > 0, not part of GLEE) every matched query of every decoder layer is
+also classified against one fixed vocabulary (all shape names and colour phrases), whatever the step's
+task: a step's own list may name one shape or none, so without it a small from-scratch model sees few
+contrasts between shapes and learns to localize long before it learns to name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from glee.model.glee import ModelOutput
-from glee.model.object_decoder import LayerPrediction
+from glee.model.object_decoder import LayerPrediction, slice_queries
 from glee.train.config import LossWeights
 from glee.train.denoising import DenoisingPlan
 from glee.train.losses import (
@@ -41,6 +47,7 @@ class Targets:
     points: Tensor  # [n, P, 2] mask sample points in [0, 1]
     point_labels: Tensor  # [n, P] ground-truth mask values at those points
     tracks: Tensor  # [n]
+    vocabulary: Tensor | None = None  # [n, V] multi-hot over the fixed vocabulary
 
 
 def mask_targets(
@@ -64,7 +71,9 @@ class Criterion:
         visual: bool,
         plan: DenoisingPlan | None = None,
         pairs: bool = False,
+        vocabulary: Callable[[Tensor], Tensor] | None = None,
     ) -> dict[str, Tensor]:
+        """``vocabulary`` maps projected queries [n, D] to logits [n, V] over the fixed vocabulary."""
         w = self.w
         dec = out.decoder
         num = max(sum(len(t.boxes) for t in targets), 1)
@@ -73,7 +82,7 @@ class Criterion:
         layers: list[tuple[str, LayerPrediction, bool]] = []
         if dec.interm is not None:
             layers.append(("interm", dec.interm, False))
-        layers += [(f"aux{i}", _rows(p, n_dn, None), True) for i, p in enumerate(dec.aux)]
+        layers += [(f"aux{i}", slice_queries(p, n_dn, None), True) for i, p in enumerate(dec.aux)]
         layers.append(("last", dec.last, True))
         last_match = None
         for name, pred, with_masks in layers:
@@ -84,8 +93,10 @@ class Criterion:
             )
             if name == "last":
                 last_match = indices
+            if with_masks and vocabulary is not None:
+                self._add(losses, {"vocab": self._vocabulary(pred, targets, indices, vocabulary, num)})
         if plan is not None:
-            dn_layers = [_rows(p, 0, n_dn) for p in dec.aux[1:]]
+            dn_layers = [slice_queries(p, 0, n_dn) for p in dec.aux[1:]]
             if dec.denoising is not None:
                 dn_layers.append(dec.denoising)
             for pred in dn_layers:
@@ -209,6 +220,22 @@ class Criterion:
         geo = self._geometry(pred, targets, plan.positives, mask_features, num)
         return {**out, **{f"dn_{k}": v for k, v in geo.items()}}
 
+    def _vocabulary(
+        self,
+        pred: LayerPrediction,
+        targets: list[Targets],
+        indices: list[tuple[Tensor, Tensor]],
+        vocabulary: Callable[[Tensor], Tensor],
+        num: int,
+    ) -> Tensor:
+        """Focal loss of the matched queries against every name of the fixed vocabulary."""
+        proj = torch.cat([pred.class_proj[b, q] for b, (q, _) in enumerate(indices)])
+        if any(t.vocabulary is None for t in targets):
+            raise ValueError("a vocabulary loss needs vocabulary targets on every image")
+        hot = [t.vocabulary[j] for t, (_, j) in zip(targets, indices, strict=True)]  # type: ignore[index]
+        loss = focal_loss(vocabulary(proj), torch.cat(hot), self.w.focal_alpha).sum() / num
+        return self.w.vocabulary * loss
+
     def _track(self, embeds: Tensor, targets: list[Targets], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
         total = embeds.sum() * 0.0
         keys = 0
@@ -225,10 +252,3 @@ class Criterion:
                 )
                 total, keys = total + loss, keys + n
         return total / max(keys, 1)
-
-
-def _rows(pred: LayerPrediction, start: int, end: int | None) -> LayerPrediction:
-    if start == 0 and end is None:
-        return pred
-    s = slice(start, end)
-    return LayerPrediction(pred.logits[:, s], pred.scores[:, s], pred.mask_embed[:, s], pred.boxes[:, s])

@@ -42,6 +42,7 @@ class ImageTargets:
     masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
     classes: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.float32))  # multi-hot [n, C]
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # category index (denoising)
+    vocabulary: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.float32))  # multi-hot [n, V]
     tracks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
@@ -74,7 +75,7 @@ class TaskSampler:
         self.phrases = [f"{c} {s}" for c in cache.colours for s in self.shapes]
 
     def vocabulary(self) -> list[str]:
-        """Every name a detection list can hold (encoded once per step)."""
+        """Every name a detection list can hold: the fixed vocabulary of the optional vocabulary loss."""
         return [*self.shapes, *self.phrases, OBJECT]
 
     def sample(self) -> Batch:
@@ -160,9 +161,7 @@ class TaskSampler:
             t.classes = np.ones((1, 1), np.float32)
         else:
             names = self._names(descriptions)
-            hot = np.array([[_describes(n, d) for n in names] for d in descriptions], np.float32).reshape(
-                len(rows), len(names)
-            )
+            hot = _multi_hot(names, descriptions)
             keep = [k for k in range(len(rows)) if hot[k].any()]
             t = ImageTargets(names=names)
             t.classes = hot[keep]
@@ -174,6 +173,7 @@ class TaskSampler:
         t.masks = masks[keep]
         t.labels = c.category[[rows[k] for k in keep]].astype(np.int64)
         t.tracks = c.track[[rows[k] for k in keep]]
+        t.vocabulary = _multi_hot(self.vocabulary(), [descriptions[k] for k in keep])
         return t
 
     def _names(self, objects: list[tuple[str, str | None]]) -> list[str]:
@@ -266,6 +266,13 @@ class TaskSampler:
             neg = np.zeros((size, size), bool)
             neg[:h, :w] = raster.negative
         return ImageTargets(prompt=pos, negative=neg, prompt_type=raster.prompt_type)
+
+
+def _multi_hot(names: list[str], objects: list[tuple[str, str | None]]) -> np.ndarray:
+    """[objects, names] 1.0 where the name describes the object."""
+    return np.array([[_describes(n, o) for n in names] for o in objects], np.float32).reshape(
+        len(objects), len(names)
+    )
 
 
 def _describes(name: str, obj: tuple[str, str | None]) -> bool:

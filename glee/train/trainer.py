@@ -96,6 +96,14 @@ class Trainer:
         tokens = dict(zip(names, self.model.encode_names(names), strict=True))
         return [GleeModel.category_prompt([tokens[n] for n in t.names]) for t in batch.targets]
 
+    def _vocabulary(self) -> Callable[[Tensor], Tensor] | None:
+        """Logits of projected queries against the whole vocabulary, encoded anew (the text tower trains)."""
+        if self.cfg.loss.vocabulary <= 0:
+            return None
+        names = self.sampler.vocabulary()
+        embeds = GleeModel.category_prompt(self.model.encode_names(names)).class_embeddings
+        return lambda proj: self.model.predictor.similarity(proj[None], embeds[None])[0]
+
     def _images(self, batch: Batch) -> Tensor:
         pixels = torch.from_numpy(batch.images).permute(0, 3, 1, 2).float()
         images = self.model.normalize_and_pad(pixels)
@@ -111,8 +119,11 @@ class Trainer:
             points, labels = mask_targets(
                 torch.from_numpy(t.masks), boxes, self.cfg.loss.mask_points, self.generator
             )
+            vocabulary = torch.from_numpy(t.vocabulary) if self.cfg.loss.vocabulary > 0 else None
             out.append(
-                Targets(torch.from_numpy(t.classes), boxes, points, labels, torch.from_numpy(t.tracks))
+                Targets(
+                    torch.from_numpy(t.classes), boxes, points, labels, torch.from_numpy(t.tracks), vocabulary
+                )
             )
         return out
 
@@ -152,7 +163,9 @@ class Trainer:
             denoising=plan.queries if plan else None,
             return_aux=True,
         )
-        losses = self.criterion(out, targets, visual is not None, plan, pairs=batch.task == "pairs")
+        losses = self.criterion(
+            out, targets, visual is not None, plan, pairs=batch.task == "pairs", vocabulary=self._vocabulary()
+        )
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
