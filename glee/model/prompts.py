@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from glee.data.masks import mask_box
+from glee.model.tracker import box_iou
+
 SCRIBBLE_WIDTH = 3
 
 
@@ -143,16 +146,8 @@ def prompt_agreement(kind: str, prompt: dict, masks: np.ndarray) -> np.ndarray:
             score = score * (1 - inside[:, labels == 0].mean(1))
         return score.astype(np.float32)
     if kind == "box":
-        rows, cols = masks.any(2), masks.any(1)
-        boxes = np.zeros((n, 4))
-        for i in np.flatnonzero(rows.any(1)):
-            r, c = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-            boxes[i] = c[0], r[0], c[-1] + 1, r[-1] + 1
-        target = prompt["box"]
-        lt, rb = np.maximum(boxes[:, :2], target[:2]), np.minimum(boxes[:, 2:], target[2:])
-        inter = np.prod(np.clip(rb - lt, 0, None), 1)
-        union = np.prod(boxes[:, 2:] - boxes[:, :2], 1) + np.prod(target[2:] - target[:2]) - inter
-        return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+        boxes = np.array([mask_box(m) if m.any() else (0, 0, 0, 0) for m in masks], np.float64)
+        return box_iou(boxes, prompt["box"])[:, 0].astype(np.float32)
     target = rasterize(kind, prompt, (1.0, 1.0), (h, w)).positive
     inter = (masks & target).reshape(n, -1).sum(1)
     if kind == "scribble":
