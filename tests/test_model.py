@@ -213,7 +213,7 @@ def test_demo_reranks_visual_prompt_candidates_and_lite_keeps_official_ranking(
 ) -> None:
     assert get_config("lite").prompt_rerank == 0 and get_config("lite_stage1").prompt_rerank == 0
     assert predictor.cfg.prompt_rerank == get_config("demo").prompt_rerank > 1
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     prompt = {"box": [10, 10, 150, 110]}
     rerank = predictor.cfg
@@ -229,3 +229,27 @@ def test_demo_reranks_visual_prompt_candidates_and_lite_keeps_official_ranking(
     top = predictor.segment(image, [prompt])[0]
     assert np.array_equal(top.masks[0], candidates.masks[best])
     assert top.scores[0] == candidates.scores[best]  # re-ordered, not re-scored
+
+
+def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor: GleePredictor) -> None:
+    assert get_config("lite").mask_box_margin is None and get_config("lite_stage1").mask_box_margin is None
+    margin = get_config("demo").mask_box_margin
+    assert predictor.cfg.mask_box_margin == margin and margin > 0
+    image = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    crop = predictor.cfg
+    try:
+        predictor.cfg = dataclasses.replace(crop, mask_box_margin=None)
+        official = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+    finally:
+        predictor.cfg = crop
+    cropped = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+    assert np.array_equal(np.sort(official.query_index), np.sort(cropped.query_index))
+    masks = dict(zip(cropped.query_index, cropped.masks, strict=True))
+    ys, xs = np.mgrid[0:120, 0:160] + 0.5
+    spilled = 0
+    for q, box, mask in zip(official.query_index, official.boxes, official.masks, strict=True):
+        lo, hi = box[:2] - (box[2:] - box[:2]) * margin, box[2:] + (box[2:] - box[:2]) * margin
+        inside = (xs >= lo[0]) & (xs <= hi[0]) & (ys >= lo[1]) & (ys <= hi[1])
+        assert np.array_equal(masks[q], mask & inside)
+        spilled += int((mask & ~inside).sum())
+    assert spilled > 0  # random weights leak masks out of their boxes, so the crop is exercised

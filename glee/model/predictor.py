@@ -4,8 +4,9 @@ Inputs are numpy HxWx3 uint8 RGB arrays or PIL images; outputs are :class:`Image
 image pixels. Post-processing follows the official inference path: no NMS, top-K over query x class,
 final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
 prompts (a config may re-rank visual-prompt candidates by how well their masks fit the prompt:
-``GleeConfig.prompt_rerank``, on for the demo model, off for the official variants). Masks are
-computed only for the kept queries, never for all queries at full resolution.
+``GleeConfig.prompt_rerank``, on for the demo model, off for the official variants; it may also crop
+masks to their boxes: ``GleeConfig.mask_box_margin``). Masks are computed only for the kept queries,
+never for all queries at full resolution.
 
 ``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
 """
@@ -285,16 +286,18 @@ class GleePredictor:
         logits = out.masks_for(b, unique)  # [U, Hp/4, Wp/4]
         up = F.interpolate(logits[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :rh, :rw]
         full = F.interpolate(up[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        masks = full > 0
-        prob = full.sigmoid()
-        mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
-        scores = probs * mask_score[inverse]
         hp, wp = out.mask_features.shape[-2] * 4, out.mask_features.shape[-1] * 4
         cx, cy, bw, bh = out.decoder.last.boxes[b, unique].unbind(-1)
         boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
         boxes = boxes * torch.tensor([wp * w / rw, hp * h / rh] * 2, device=boxes.device)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        masks = full > 0
+        if self.cfg.mask_box_margin is not None:
+            masks &= _box_region(boxes, self.cfg.mask_box_margin, h, w)
+        prob = full.sigmoid()
+        mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
+        scores = probs * mask_score[inverse]
         order = torch.argsort(scores, descending=True, stable=True)
         inv = inverse[order]
         return ImageResult(
@@ -305,6 +308,17 @@ class GleePredictor:
             track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
             query_index=unique[inv].cpu().numpy().astype(np.int64),
         )
+
+
+def _box_region(boxes: torch.Tensor, margin: float, h: int, w: int) -> torch.Tensor:
+    """[N,h,w] bool: the pixels whose centres lie in each xyxy box grown by ``margin`` x its size per side."""
+    grow = (boxes[:, 2:] - boxes[:, :2]) * margin
+    lo, hi = boxes[:, :2] - grow, boxes[:, 2:] + grow
+    xs = torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5
+    ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5
+    cols = (xs[None] >= lo[:, :1]) & (xs[None] <= hi[:, :1])
+    rows = (ys[None] >= lo[:, 1:]) & (ys[None] <= hi[:, 1:])
+    return rows[:, :, None] & cols[:, None, :]
 
 
 def _rerank(result: ImageResult, prompt: dict, k: int) -> ImageResult:
