@@ -134,7 +134,7 @@ class GleeClient:
 
     def _upload(self, path: str, image: ImageLike, fields: dict[str, Any]) -> dict:
         files = {
-            "image": ("image", encode_image(image), "application/octet-stream"),
+            "file": ("image", encode_image(image), "application/octet-stream"),
             "request": (None, json.dumps(fields), "application/json"),
         }
         return self._call("POST", path, files=files)
@@ -273,4 +273,10 @@ def _with_rle(prompt: dict) -> dict:
 
 
 def _grpc_error(exc: Any) -> GleeError:
-    return GleeError(exc.code().name, exc.code().name.lower(), exc.details() or "")
+    """The server's API error code comes in a trailer; errors raised by gRPC itself (a message over the
+    size limit, a server that cannot be reached) have none and get the status name as their code."""
+    from glee.service.protos import ERROR_CODE_KEY
+
+    trailers = dict(exc.trailing_metadata() or ())
+    status = exc.code().name
+    return GleeError(status, trailers.get(ERROR_CODE_KEY, status.lower()), exc.details() or "")

@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from glee.client import GleeClient, GleeError, GleeGrpcClient, decode_mask
 from glee.service.launcher import ServerProcess
@@ -332,7 +333,7 @@ def test_rvos_session_reports_at_most_the_referred_object(
 
 # ---------------------------------------------------------------------------------------- errors
 def upload(image: bytes, fields: dict) -> dict:
-    return {"files": {"image": ("image", image), "request": (None, json.dumps(fields))}}
+    return {"files": {"file": ("image", image), "request": (None, json.dumps(fields))}}
 
 
 VALIDATION, NO_SESSION = "validation_error", "session_not_found"
@@ -353,19 +354,38 @@ def test_bad_inputs_get_the_documented_status_codes(
     truncated = jpeg(image)[:400]
     detect = {"categories": ["circle"]}
     outside = {"image": b64(image), "prompts": [{"points": [[999, 5]], "labels": [1]}]}
+
+    def detect_json(**fields: object) -> dict:
+        return {"json": {"image": b64(image)} | detect | fields}
+
     cases = [
         # (what, method, path, request arguments, status, error code)
         ("truncated JPEG", "POST", "/v1/detect", {"json": {"image": b64_bytes(truncated)} | detect},
          400, "undecodable_image"),
         ("truncated JPEG upload", "POST", "/v1/detect", upload(truncated, detect), 400, "undecodable_image"),
         ("0-byte body", "POST", "/v1/detect", raw(b""), 400, "empty_body"),
-        ("0-byte frame body", "POST", "/v1/sessions/x/frames", raw(b""), 400, "empty_body"),
+        ("0-byte frame body, unknown session", "POST", "/v1/sessions/x/frames", raw(b""), 404, NO_SESSION),
+        ("junk frame, unknown session", "POST", "/v1/sessions/x/frames", {"json": {"image": "%%"}}, 404,
+         NO_SESSION),
         ("0-byte upload", "POST", "/v1/detect", upload(b"", detect), 400, "empty_image"),
         ("20000x20000 PNG", "POST", "/v1/detect", upload(huge_png, detect), 413, "payload_too_large"),
         ("body over the limit", "POST", "/v1/detect", raw(bytes(MAX_BODY + 1)), 413, "payload_too_large"),
         ("not base64", "POST", "/v1/detect", {"json": {"image": "%%%"} | detect}, 400, "bad_base64"),
         ("remote URL not enabled", "POST", "/v1/detect", {"json": {"image": "http://a.example/"} | detect},
          400, "url_not_allowed"),
+        ("upper-case URL scheme", "POST", "/v1/detect", {"json": {"image": "HTTPS://a.example/"} | detect},
+         400, "url_not_allowed"),
+        ("string threshold", "POST", "/v1/detect", detect_json(score_threshold="0.5"), 422, VALIDATION),
+        ("float max_detections", "POST", "/v1/detect", detect_json(max_detections=2.0), 422, VALIDATION),
+        ("boolean max_detections upload", "POST", "/v1/detect",
+         upload(jpeg(image), detect | {"max_detections": True}), 422, VALIDATION),
+        ("boolean point label", "POST", "/v1/segment",
+         {"json": outside | {"prompts": [{"points": [[9, 5]], "labels": [True]}]}}, 422, VALIDATION),
+        ("duplicate categories", "POST", "/v1/detect", detect_json(categories=["c", "c"]), 422, VALIDATION),
+        ("no file part", "POST", "/v1/detect", {"files": {"request": (None, json.dumps(detect))}}, 422,
+         VALIDATION),
+        ("vos with categories", "POST", "/v1/sessions", {"json": {"task": "vos", "categories": ["c"]}}, 422,
+         VALIDATION),
         ("wrong types", "POST", "/v1/detect", {"json": {"image": 7, "categories": "c"}}, 422, VALIDATION),
         ("missing image", "POST", "/v1/detect", {"json": detect}, 422, VALIDATION),
         ("invalid JSON", "POST", "/v1/detect", raw(b"{"), 422, VALIDATION),
@@ -384,45 +404,116 @@ def test_bad_inputs_get_the_documented_status_codes(
     for what, method, path, arguments, status, code in cases:
         response = rest_a.request(method, path, **arguments)
         assert (response.status_code, error_of(response)) == (status, code), f"{what}: {response.text}"
+        if status == 422:
+            assert response.json()["error"]["details"], what
+        if status == 401:
+            assert response.headers["WWW-Authenticate"].startswith("Bearer"), what
     bearer = {"X-API-Key": "", "Authorization": f"Bearer {KEY}"}
     assert rest_a.get("/v1/models", headers=bearer).status_code == 200
 
 
-def test_bad_grpc_calls_get_the_documented_status_codes(
+def test_a_multipart_request_part_may_be_a_file(rest_a: httpx.Client, shapes_scene: Callable) -> None:
+    request = json.dumps({"categories": ["circle"], "score_threshold": 0.0, "max_detections": 2}).encode()
+    files = {
+        "file": ("scene.png", png(shapes_scene(0).image)),
+        "request": ("req.json", request, "application/json"),
+    }
+    response = rest_a.post("/v1/detect", files=files)
+    assert response.status_code == 200, response.text
+    assert 0 < len(response.json()["detections"]) <= 2
+
+
+def test_vos_mask_prompts_whose_counts_miss_pixels_are_refused(
+    servers: Servers, rest_a: httpx.Client, shapes_scene: Callable
+) -> None:
+    """Counts that cover fewer than h*w pixels made pycocotools read uninitialised memory."""
+    scene = shapes_scene(0)
+    top = np.asfortranarray(scene.masks["red circle"][:100].astype(np.uint8))
+    valid_short = mask_utils.encode(top)["counts"].decode()  # well-formed, but 100x256 pixels
+    for counts in ("", valid_short):
+        mask = {"size": [256, 256], "counts": counts}
+        session = rest_a.post("/v1/sessions", json={"task": "vos"}).json()["session_id"]
+        frame = {"image": b64(scene.image), "prompts": [{"box": scene.box("blue square")}, {"mask": mask}]}
+        response = rest_a.post(f"/v1/sessions/{session}/frames", json=frame)
+        assert (response.status_code, error_of(response)) == (400, "invalid_prompt"), response.text
+        assert response.json()["error"]["message"].startswith("prompts[1]: mask RLE counts cover")
+        with GleeGrpcClient(servers.a.grpc, api_key=KEY) as client, pytest.raises(GleeError) as info:
+            list(client.track([(scene.image, [{"mask": mask}])], task="vos"))
+        assert (info.value.status, info.value.code) == ("INVALID_ARGUMENT", "invalid_prompt")
+        assert info.value.message.startswith("prompts[0]: mask RLE counts cover")
+        rest_a.delete(f"/v1/sessions/{session}")
+
+
+def test_bad_grpc_calls_get_the_documented_status_codes_and_api_error_codes(
     servers: Servers, shapes_scene: Callable, huge_png: bytes
 ) -> None:
     image = png(shapes_scene(0).image)
     key = (("x-api-key", KEY),)
     circle = {"categories": ["circle"]}
     code = grpc.StatusCode
+    unauthenticated, invalid = (code.UNAUTHENTICATED, "unauthenticated"), (code.INVALID_ARGUMENT, VALIDATION)
+    both = pb.DetectRequest(image=image, image_url="https://a.example/x.png", **circle)
     cases = [
-        # (RPC, request, metadata, status code)
-        ("Detect", pb.DetectRequest(image=image, **circle), (), code.UNAUTHENTICATED),
-        ("Detect", pb.DetectRequest(image=image, **circle), (("x-api-key", "no"),), code.UNAUTHENTICATED),
-        ("Detect", pb.DetectRequest(**circle), key, code.INVALID_ARGUMENT),
-        ("Detect", pb.DetectRequest(image=image[:100], **circle), key, code.INVALID_ARGUMENT),
-        ("Detect", pb.DetectRequest(image=image), key, code.INVALID_ARGUMENT),
-        ("Detect", pb.DetectRequest(image=huge_png, **circle), key, code.INVALID_ARGUMENT),
-        ("Detect", pb.DetectRequest(image=b"x" * (MAX_BODY + 1), **circle), key, code.RESOURCE_EXHAUSTED),
-        ("Segment", pb.SegmentRequest(image=image, prompts=[pb.Prompt()]), key, code.INVALID_ARGUMENT),
-        ("GetSession", pb.SessionRef(session_id="nope"), key, code.NOT_FOUND),
-        ("DeleteSession", pb.SessionRef(session_id="nope"), key, code.NOT_FOUND),
+        # (RPC, request, metadata, (status code, glee-error-code trailer))
+        ("Detect", pb.DetectRequest(image=image, **circle), (), unauthenticated),
+        ("Detect", pb.DetectRequest(image=image, **circle), (("x-api-key", "no"),), unauthenticated),
+        ("Detect", pb.DetectRequest(**circle), key, (code.INVALID_ARGUMENT, "empty_image")),
+        (
+            "Detect",
+            pb.DetectRequest(image=image[:100], **circle),
+            key,
+            (code.INVALID_ARGUMENT, "undecodable_image"),
+        ),
+        ("Detect", pb.DetectRequest(image=image), key, invalid),
+        ("Detect", both, key, invalid),
+        (
+            "Detect",
+            pb.DetectRequest(image=huge_png, **circle),
+            key,
+            (code.INVALID_ARGUMENT, "payload_too_large"),
+        ),
+        (
+            "Detect",
+            pb.DetectRequest(image=b"x" * (MAX_BODY + 1), **circle),
+            key,
+            (code.RESOURCE_EXHAUSTED, None),
+        ),
+        ("Segment", pb.SegmentRequest(image=image, prompts=[pb.Prompt()]), key, invalid),
+        ("GetSession", pb.SessionRef(session_id="nope"), key, (code.NOT_FOUND, NO_SESSION)),
+        ("DeleteSession", pb.SessionRef(session_id="nope"), key, (code.NOT_FOUND, NO_SESSION)),
     ]
     streams = [
-        ([pb.TrackRequest(resume_session_id="nope")], code.NOT_FOUND),
-        ([pb.TrackRequest(frame=pb.Frame(image=image))], code.INVALID_ARGUMENT),
-        ([pb.TrackRequest(open=pb.SessionConfig(task="juggle"))], code.INVALID_ARGUMENT),
+        ([pb.TrackRequest(resume_session_id="nope")], (code.NOT_FOUND, NO_SESSION)),
+        ([pb.TrackRequest(frame=pb.Frame(image=image))], (code.INVALID_ARGUMENT, "invalid_input")),
+        ([pb.TrackRequest(open=pb.SessionConfig(task="juggle"))], invalid),
     ]
     with grpc.insecure_channel(servers.a.grpc) as channel:
         stub = GleeStub(channel)
         for rpc, request, metadata, expected in cases:
             with pytest.raises(grpc.RpcError) as info:
                 getattr(stub, rpc)(request, metadata=metadata)
-            assert info.value.code() == expected, (rpc, info.value.details())
+            trailers = dict(info.value.trailing_metadata())
+            assert (info.value.code(), trailers.get("glee-error-code")) == expected, (
+                rpc,
+                info.value.details(),
+            )
         for messages, expected in streams:
             with pytest.raises(grpc.RpcError) as info:
                 list(stub.Track(iter(messages), metadata=key))
-            assert info.value.code() == expected, info.value.details()
+            trailers = dict(info.value.trailing_metadata())
+            assert (info.value.code(), trailers.get("glee-error-code")) == expected, info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Detect(pb.DetectRequest(image=image, **circle, score_threshold=2), metadata=key)
+        assert info.value.details() == "score_threshold: Input should be less than or equal to 1"
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Track(iter([pb.TrackRequest(open=pb.SessionConfig(task="track"))]), metadata=key))
+        assert info.value.details() == "Value error, task 'track' needs categories"
+    with GleeGrpcClient(servers.a.grpc, api_key=KEY) as client, pytest.raises(GleeError) as error:
+        client.get_session("nope")
+    assert (error.value.status, error.value.code) == ("NOT_FOUND", NO_SESSION)
+    with GleeClient(servers.a.http, api_key=KEY) as client, pytest.raises(GleeError) as same:
+        client.get_session("nope")
+    assert (same.value.status, same.value.code) == (404, NO_SESSION)
 
 
 # ---------------------------------------------------------------------------------------- server C
@@ -440,7 +531,7 @@ def test_with_redis_down_video_is_unavailable_and_images_keep_working(
         assert detected.status_code == 200, detected.text
     with GleeGrpcClient(servers.c.grpc) as client, pytest.raises(GleeError) as info:
         list(client.track([], task="track", categories=["circle"]))
-    assert info.value.status == "UNAVAILABLE"
+    assert (info.value.status, info.value.code) == ("UNAVAILABLE", "session_store_unavailable")
 
 
 def test_a_burst_over_the_queue_size_gets_429_with_retry_after(
@@ -471,3 +562,11 @@ def test_a_grpc_burst_over_the_queue_size_gets_resource_exhausted(
             except grpc.RpcError as exc:
                 codes.append(exc.code())
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    rejected = [
+        dict(call.trailing_metadata())
+        for call, status in zip(calls, codes, strict=True)
+        if status != grpc.StatusCode.OK
+    ]
+    assert all(t["glee-error-code"] == "queue_full" and int(t["retry-after"]) >= 1 for t in rejected), (
+        rejected
+    )

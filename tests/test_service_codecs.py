@@ -8,26 +8,40 @@ import base64
 import http.server
 import io
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from typer.testing import CliRunner
 
+from glee.cli import app as cli_app
 from glee.client import decode_mask
 from glee.service import grpc_api, protos
 from glee.service.auth import check_api_key
 from glee.service.encoding import decode_rle, encode_box, encode_mask, encode_rle, mask_to_polygons
+from glee.service.engine import _model_prompts, require_device
 from glee.service.errors import (
     InvalidInputError,
     PayloadTooLargeError,
+    QueueFullError,
     SchemaValidationError,
     UnauthenticatedError,
 )
-from glee.service.images import RemoteImageFetcher, decode_base64, decode_image
-from glee.service.schemas import DetectParams, FrameParams, SegmentParams, SessionConfig, parse
+from glee.service.images import RemoteImageFetcher, decode_base64, decode_image, is_url
+from glee.service.schemas import (
+    DetectParams,
+    FrameParams,
+    GroundParams,
+    RleMask,
+    SegmentParams,
+    SessionConfig,
+    parse,
+)
 from glee.service.settings import Settings
 
 
@@ -66,6 +80,20 @@ def test_bad_image_files_are_client_errors(data: bytes, error: type, code: str) 
     assert info.value.code == code and info.value.http_status == 400
 
 
+def test_16_bit_grayscale_is_scaled_to_8_bits_and_wider_pixels_are_refused() -> None:
+    deep = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 21  # 0 ... 64491
+    for fmt in ("PNG", "TIFF"):
+        rgb = decode_image(encoded(deep, fmt), 10**6)
+        assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+        assert np.array_equal(rgb[..., 0], (deep >> 8).astype(np.uint8)) and np.array_equal(
+            rgb[..., 2], rgb[..., 0]
+        )
+    for wide in (deep.astype(np.int32), deep.astype(np.float32) / 65535):
+        with pytest.raises(InvalidInputError) as info:
+            decode_image(encoded(wide, "TIFF"), 10**6)
+        assert info.value.code == "unsupported_image" and "8- or 16-bit" in info.value.message
+
+
 def test_pixel_limits_are_checked_from_the_header_before_decoding(huge_png: bytes) -> None:
     assert len(huge_png) < 100_000
     with pytest.raises(PayloadTooLargeError) as info:
@@ -85,10 +113,17 @@ def test_base64_accepts_plain_and_data_uris_and_rejects_the_rest() -> None:
             decode_base64(bad)
 
 
+def test_url_schemes_are_case_insensitive() -> None:
+    assert all(is_url(url) for url in ("http://a.example/x", "HTTPS://a.example/x", "Http://a.example/x"))
+    assert not any(is_url(text) for text in ("ftp://a.example/x", "aHR0cDovL2E=", "http:/a.example"))
+
+
 class _OneImage(http.server.BaseHTTPRequestHandler):
     body = encoded(RGB, "PNG")
 
     def do_GET(self) -> None:
+        if self.path == "/slow.png":
+            time.sleep(1.0)
         status = 200 if self.path == "/image.png" else 404
         self.send_response(status)
         self.send_header("Content-Length", str(len(self.body) if status == 200 else 0))
@@ -132,6 +167,15 @@ def test_remote_images_come_only_from_allowed_hosts_and_within_the_size_limit(im
     with pytest.raises(InvalidInputError) as info:
         asyncio.run(fetch(f"{image_host}/missing.png"))
     assert info.value.code == "url_fetch_failed"
+    upper = image_host.replace("http://", "HTTP://")
+    assert asyncio.run(fetch(f"{upper}/image.png")) == _OneImage.body
+    with pytest.raises(InvalidInputError) as info:
+        asyncio.run(fetch(f"{image_host}/slow.png", timeout_s=0.2))
+    assert info.value.code == "url_fetch_failed"
+    assert (
+        info.value.message.startswith("fetching the image timed out after 0.2 s (")
+        and "Timeout" in info.value.message
+    )
 
 
 # ------------------------------------------------------------------------------------------ encodings
@@ -151,6 +195,26 @@ def test_rle_is_pycocotools_compatible_and_round_trips() -> None:
     assert np.array_equal(decode_rle(rle, 120, 160), mask)
     with pytest.raises(InvalidInputError):
         decode_rle(rle, 160, 120)
+
+
+def test_rle_counts_must_cover_exactly_the_mask_size() -> None:
+    """pycocotools fills the pixels that short counts leave out with uninitialised memory."""
+    mask = shapes_mask()
+    counts = encode_rle(mask).counts
+    short = encode_rle(mask[:100]).counts  # valid counts of a 100x160 mask: 5/6 of the pixels
+    for bad in ("", short, counts + "1", counts[:-1] + "\x7f", "0" + chr(48 + 0x20)):
+        with pytest.raises(InvalidInputError) as info:
+            decode_rle(RleMask(size=(120, 160), counts=bad), 120, 160)
+        assert info.value.code == "invalid_prompt", bad
+    assert "cover 16000 pixels" in _rle_error(short) and "has 19200" in _rle_error(short)
+    full = encode_rle(np.ones((120, 160), bool)).counts
+    assert decode_rle(RleMask(size=(120, 160), counts=full), 120, 160).all()
+
+
+def _rle_error(counts: str) -> str:
+    with pytest.raises(InvalidInputError) as info:
+        decode_rle(RleMask(size=(120, 160), counts=counts), 120, 160)
+    return info.value.message
 
 
 def test_polygons_rasterize_back_to_the_mask_in_coco_pixel_convention() -> None:
@@ -184,12 +248,86 @@ def test_request_schemas_reject_wrong_types_ranges_and_unknown_fields() -> None:
         '{"categories": ["circle"], "score_threshold": 2}',
         '{"categories": ["circle"], "mask_format": "bmp"}',
         '{"categories": ["circle"], "score_treshold": 0.5}',
+        '{"categories": ["circle"], "score_threshold": "0.5"}',
+        '{"categories": ["circle"], "score_threshold": true}',
+        '{"categories": ["circle"], "max_detections": true}',
+        '{"categories": ["circle"], "max_detections": 2.0}',
+        '{"categories": ["circle"], "max_detections": "2"}',
         "not json",
     ]
     for body in bad_bodies:
         with pytest.raises(SchemaValidationError) as info:
             parse(DetectParams, body)
-        assert info.value.http_status == 422 and info.value.details
+        assert info.value.http_status == 422 and info.value.details, body
+    ints = parse(DetectParams, '{"categories": ["circle"], "score_threshold": 1, "max_detections": 3}')
+    assert (ints.score_threshold, ints.max_detections) == (1.0, 3)
+    points = '{"prompts": [{"points": [[1, 2.5]], "labels": [1]}, {"box": [1, 2, 3.5, 4]}]}'
+    assert parse(SegmentParams, points).prompts[0].points == [(1.0, 2.5)]
+    for prompt in ('{"points": [[1, 2]], "labels": [true]}', '{"points": [[1, "2"]], "labels": [1]}'):
+        with pytest.raises(SchemaValidationError):
+            parse(SegmentParams, f'{{"prompts": [{prompt}]}}')
+    with pytest.raises(SchemaValidationError):
+        parse(FrameParams, '{"prompts": [{"mask": {"size": ["2", 3], "counts": "06"}}]}')
+
+
+def test_categories_and_expressions_are_distinct_and_returned_as_sent() -> None:
+    assert parse(DetectParams, {"categories": ["red circle", "circle"]}).categories == [
+        "red circle",
+        "circle",
+    ]
+    cases = [
+        (DetectParams, {"categories": ["circle", "circle"]}, ["categories"], "'circle' repeats 'circle'"),
+        (DetectParams, {"categories": ["circle", "Circle"]}, ["categories"], "ignoring case"),
+        (GroundParams, {"expressions": ["the dot", "the dot"]}, ["expressions"], "repeats"),
+        (DetectParams, {"categories": ["circle", " square"]}, ["categories", 1], "whitespace"),
+        (GroundParams, {"expressions": ["the dot\n"]}, ["expressions", 0], "whitespace"),
+        (SessionConfig, {"task": "track", "categories": ["a", "a"]}, ["categories"], "repeats"),
+    ]
+    for model, body, loc, text in cases:
+        with pytest.raises(SchemaValidationError) as info:
+            parse(model, body)
+        assert [d["loc"] for d in info.value.details] == [loc] and text in info.value.message, body
+
+
+def test_error_locations_are_the_paths_the_client_wrote() -> None:
+    body = {
+        "prompts": [{"box": [1, 2, 3, 4]}, {"points": [[1, "x"]], "labels": [1]}, {"box": [1, 2, 3, "4"]}]
+    }
+    with pytest.raises(SchemaValidationError) as info:
+        parse(SegmentParams, body)
+    assert [d["loc"] for d in info.value.details] == [
+        ["prompts", 1, "points", 0, 1],
+        ["prompts", 2, "box", 3],
+    ]
+    assert info.value.message.startswith("prompts.1.points.0.1: ")
+    with pytest.raises(SchemaValidationError) as info:
+        parse(FrameParams, {"prompts": [{"mask": {"size": [2, 3]}}]})
+    assert [d["loc"] for d in info.value.details] == [["prompts", 0, "mask", "counts"]]
+    with pytest.raises(SchemaValidationError) as info:
+        parse(SessionConfig, "{")
+    assert info.value.message.startswith("body: Invalid JSON")
+    with pytest.raises(SchemaValidationError) as info:
+        parse(SessionConfig, {"task": "track"}, root=None)
+    assert info.value.message == "Value error, task 'track' needs categories"
+
+
+def test_prompt_errors_against_the_image_name_the_prompt() -> None:
+    prompts = parse(
+        FrameParams,
+        {"prompts": [{"box": [1, 2, 30, 40]}, {"box": [50, 2, 10, 40]}, {"points": [[1, 2]], "labels": [1]}]},
+    ).prompts
+    assert len(_model_prompts(prompts[:1], (48, 64))) == 1
+    with pytest.raises(InvalidInputError) as info:
+        _model_prompts(prompts, (48, 64))
+    assert info.value.code == "invalid_prompt" and info.value.message.startswith(
+        "prompts[1]: box must have x2 > x1"
+    )
+    empty = parse(
+        FrameParams, {"prompts": [{"box": [1, 2, 30, 40]}, {"mask": {"size": [48, 64], "counts": ""}}]}
+    )
+    with pytest.raises(InvalidInputError) as info:
+        _model_prompts(empty.prompts, (48, 64))
+    assert info.value.message.startswith("prompts[1]: mask RLE counts cover 0 pixels")
 
 
 def test_prompts_are_told_apart_by_their_key() -> None:
@@ -217,6 +355,22 @@ def test_session_config_requires_what_each_task_needs() -> None:
     for body in ({"task": "track"}, {"task": "rvos"}, {"task": "count"}, {}):
         with pytest.raises(SchemaValidationError):
             parse(SessionConfig, body)
+    stray = [
+        ({"task": "vos", "categories": ["circle"]}, "task 'vos' does not take categories"),
+        ({"task": "vos", "expression": "the dot"}, "task 'vos' does not take expression"),
+        (
+            {"task": "rvos", "expression": "the dot", "categories": ["dot"]},
+            "task 'rvos' does not take categories",
+        ),
+        (
+            {"task": "track", "categories": ["dot"], "expression": "the dot"},
+            "task 'track' does not take expression",
+        ),
+    ]
+    for body, message in stray:
+        with pytest.raises(SchemaValidationError) as info:
+            parse(SessionConfig, body)
+        assert message in info.value.message
 
 
 def test_api_keys_from_header_or_bearer_token() -> None:
@@ -239,6 +393,18 @@ def test_settings_read_comma_separated_lists_and_flags_from_the_environment(
     assert settings.api_keys == ["alpha", "beta"] and settings.max_batch_size == 8
     assert settings.text_cache is False and settings.remote_image_hosts == ["images.example"]
     assert Settings(max_batch_size=2).max_batch_size == 2
+    assert Settings(log_level="WARNING").log_level == "warning"
+
+
+def test_serve_reports_bad_settings_and_devices_in_one_line() -> None:
+    result = CliRunner().invoke(cli_app, ["serve", "--log-level", "loud"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: log_level: Value error, log level must be one of debug, info" in result.output
+    require_device("cpu")
+    unusable = ["bogus"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in unusable:
+        with pytest.raises(ValueError, match=f"device '{device}' is not usable here: ."):
+            require_device(device)
 
 
 # ------------------------------------------------------------------------------------------ gRPC
@@ -272,3 +438,22 @@ def test_grpc_requests_convert_to_the_rest_models_with_presence_respected() -> N
         )
     )
     assert segment.prompts[0].points == [(0.0, 5.0)] and segment.prompts[1].box == (1, 2, 3, 4)
+
+
+def test_grpc_requests_with_both_image_and_url_and_grpc_messages_without_the_body_label() -> None:
+    pb = protos.pb
+    with pytest.raises(SchemaValidationError) as info:
+        grpc_api._image(pb.DetectRequest(image=b"png", image_url="https://a.example/x.png"))
+    assert info.value.grpc_code == "INVALID_ARGUMENT" and "not both" in info.value.message
+    assert grpc_api._image(pb.DetectRequest(image_url="HTTPS://a.example/x.png")) == "HTTPS://a.example/x.png"
+    with pytest.raises(SchemaValidationError) as info:
+        grpc_api.session_config(pb.SessionConfig(task="vos", categories=["dot"]))
+    assert info.value.message == "Value error, task 'vos' does not take categories"
+
+
+def test_grpc_failures_carry_the_api_error_code_as_trailing_metadata() -> None:
+    status, trailers = grpc_api._status(InvalidInputError("bad", code="invalid_prompt"))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and trailers == (("glee-error-code", "invalid_prompt"),)
+    status, trailers = grpc_api._status(QueueFullError("full", retry_after_s=3))
+    assert status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(trailers) == {"glee-error-code": "queue_full", "retry-after": "3"}

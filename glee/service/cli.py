@@ -74,7 +74,9 @@ def serve_command(
     try:
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        for error in exc.errors(include_url=False):
+            typer.echo(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -42,15 +42,52 @@ def encode_rle(mask: np.ndarray) -> RleMask:
 
 
 def decode_rle(rle: RleMask, height: int, width: int) -> np.ndarray:
-    """A client-given RLE (a VOS mask prompt) -> bool [H, W]; it must match the frame size."""
+    """A client-given RLE (a VOS mask prompt) -> bool [H, W]; it must match the frame size.
+
+    The runs must cover exactly height x width pixels: pycocotools leaves the pixels after short counts
+    uninitialised (random masks), so they are checked here first.
+    """
     if tuple(rle.size) != (height, width):
         message = f"mask size {list(rle.size)} does not match the frame size [{height}, {width}]"
         raise InvalidInputError(message, code="invalid_prompt")
     try:
-        decoded = mask_utils.decode({"size": [height, width], "counts": rle.counts.encode("ascii")})
-    except (ValueError, UnicodeEncodeError) as exc:
+        covered = sum(_run_lengths(rle.counts))
+    except ValueError as exc:
         raise InvalidInputError(f"mask RLE cannot be decoded: {exc}", code="invalid_prompt") from exc
+    if covered != height * width:
+        message = (
+            f"mask RLE counts cover {covered} pixels, but its size {height}x{width} has {height * width}"
+        )
+        raise InvalidInputError(message, code="invalid_prompt")
+    decoded = mask_utils.decode({"size": [height, width], "counts": rle.counts.encode("ascii")})
     return decoded.astype(bool)
+
+
+def _run_lengths(counts: str) -> list[int]:
+    """The runs of a compressed COCO RLE string, decoded as pycocotools' ``rleFrString`` does: 5 bits
+    per character (offset 48), 0x20 = more characters follow, 0x10 on the last one = negative; from the
+    fourth run on, each value is a difference to the run two before."""
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts:
+        bits = ord(char) - 48
+        if not 0 <= bits < 64:
+            raise ValueError(f"{char!r} cannot occur in RLE counts")
+        value |= (bits & 0x1F) << shift
+        shift += 5
+        if bits & 0x20:
+            continue
+        if bits & 0x10:
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise ValueError(f"run {len(runs)} has a negative length")
+        runs.append(value)
+        value = shift = 0
+    if shift:
+        raise ValueError("the counts end in the middle of a number")
+    return runs
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:

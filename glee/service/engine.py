@@ -13,12 +13,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
+from pydantic import BaseModel
 
 from glee.model import (
     FrameResult,
@@ -30,6 +32,7 @@ from glee.model import (
     TrackState,
     VideoPredictor,
 )
+from glee.model.prompts import validate_prompt
 from glee.service.batcher import BatchTiming, DynamicBatcher
 from glee.service.encoding import decode_rle, encode_box, encode_mask
 from glee.service.errors import InvalidInputError, QueueFullError, UnavailableError
@@ -130,6 +133,7 @@ class Engine:
         log.info("model %s ready in %.1f s", self.model_name, time.perf_counter() - started)
 
     def _load_predictor(self) -> GleePredictor:
+        require_device(self.settings.device)
         predictor = GleePredictor.load(
             self.settings.model, backend=self.settings.backend, device=self.settings.device
         )
@@ -195,7 +199,7 @@ class Engine:
     async def segment(self, image: ImageInput, params: SegmentParams) -> SegmentResponse:
         started = time.perf_counter()
         pixels = await self._pixels(image)
-        prompts = [p.model_dump() for p in params.prompts]
+        prompts = _model_prompts(params.prompts, pixels.shape[:2])
         task = ImageTask("segment", pixels, prompts=prompts, max_detections=1)
         results, timing = await self._infer(task)
 
@@ -275,6 +279,11 @@ class Engine:
         meta = {"task": config.task, "mask_format": config.mask_format, "box_format": config.box_format}
         await self.store.create(session_id, state.to_bytes(), meta)
         return SessionInfo(session_id=session_id, task=config.task, frames=0, expires_in_s=self.store.ttl_s)
+
+    async def require_session(self, session_id: str) -> None:
+        """Raise ``NotFoundError`` for an unknown or expired session: one store read, so the REST adapter
+        answers 404 before reading (and judging) a frame's body."""
+        await self.store.load(session_id)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         record = await self.store.load(session_id)
@@ -369,10 +378,34 @@ def _video_prompts(state: TrackState, params: FrameParams, size: tuple[int, int]
         )
     if not params.prompts:
         return None
-    return [
-        {"mask": decode_rle(p.mask, *size)} if isinstance(p, MaskPrompt) else p.model_dump()
-        for p in params.prompts
-    ]
+    return _model_prompts(params.prompts, size)
+
+
+def _model_prompts(prompts: Sequence[BaseModel], size: tuple[int, int]) -> list[dict]:
+    """API prompts -> the model's dicts (RLE masks decoded at the image size), each checked against the
+    image here, where its index is known, so a 400 says which one is wrong: ``prompts[1]: ...``."""
+    height, width = size
+    converted = []
+    for index, prompt in enumerate(prompts):
+        try:
+            if isinstance(prompt, MaskPrompt):
+                model_prompt = {"mask": decode_rle(prompt.mask, height, width)}
+            else:
+                model_prompt = prompt.model_dump()
+            validate_prompt(model_prompt, width, height)
+        except (InvalidInputError, PromptError) as exc:
+            raise InvalidInputError(f"prompts[{index}]: {exc}", code="invalid_prompt") from exc
+        converted.append(model_prompt)
+    return converted
+
+
+def require_device(device: str) -> None:
+    """Fail with a one-line ``ValueError`` (``glee serve`` prints it) instead of torch's traceback when
+    the torch device is malformed or not present on this machine (``cuda`` on a CPU-only build)."""
+    try:
+        torch.empty(0, device=torch.device(device))
+    except (RuntimeError, AssertionError) as exc:
+        raise ValueError(f"device {device!r} is not usable here: {exc}") from exc
 
 
 def _tracks(result: FrameResult, options: OutputOptions) -> list[TrackOut]:

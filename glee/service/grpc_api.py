@@ -1,8 +1,9 @@
 """gRPC adapter (grpc.aio): protobuf <-> the typed requests of ``schemas``, nothing else.
 
 Requests are converted to the same pydantic models as REST bodies, so validation (and its messages) is
-identical on both protocols; ``ServiceError``s become gRPC status codes via ``errors``. Health checking
-(``grpc.health.v1``) and server reflection are served next to ``glee.v1.Glee``.
+identical on both protocols; ``ServiceError``s become gRPC status codes via ``errors``, with the API
+error code in the ``glee-error-code`` trailer. Health checking (``grpc.health.v1``) and server
+reflection are served next to ``glee.v1.Glee``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import BaseModel
 
 from glee.service.auth import check_api_key
 from glee.service.engine import Engine, ImageInput
-from glee.service.errors import InvalidInputError, QueueFullError, ServiceError
+from glee.service.errors import InvalidInputError, QueueFullError, SchemaValidationError, ServiceError
 from glee.service.images import is_url
-from glee.service.protos import SERVICE_NAME, generic_handler, pb
+from glee.service.protos import ERROR_CODE_KEY, SERVICE_NAME, generic_handler, pb
 from glee.service.schemas import (
     Detection,
     DetectParams,
@@ -41,8 +43,15 @@ from glee.service.schemas import (
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=BaseModel)
+
 
 # ---------------------------------------------------------------------- protobuf -> typed requests
+def _parse(model: type[M], data: dict[str, Any]) -> M:
+    """``schemas.parse`` without REST's ``body:`` label: a gRPC request has no body."""
+    return parse(model, data, root=None)
+
+
 def _present(message: Any, *names: str) -> dict[str, Any]:
     """Fields the client set: proto3 ``optional`` fields by presence, others when not empty/zero."""
     out = {}
@@ -71,6 +80,8 @@ def _prompt(prompt: Any) -> dict[str, Any]:
 
 
 def _image(request: Any) -> ImageInput:
+    if request.image_url and request.image:
+        raise SchemaValidationError("set either image or image_url, not both")
     if request.image_url:
         if not is_url(request.image_url):
             raise InvalidInputError("image_url must be an http(s) URL", code="url_not_allowed")
@@ -80,25 +91,25 @@ def _image(request: Any) -> ImageInput:
 
 def detect_params(request: Any) -> DetectParams:
     fields = ("categories", "score_threshold", "max_detections", "mask_format", "box_format")
-    return parse(DetectParams, _present(request, *fields))
+    return _parse(DetectParams, _present(request, *fields))
 
 
 def ground_params(request: Any) -> GroundParams:
-    return parse(GroundParams, _present(request, "expressions", "mask_format", "box_format"))
+    return _parse(GroundParams, _present(request, "expressions", "mask_format", "box_format"))
 
 
 def segment_params(request: Any) -> SegmentParams:
     data = _present(request, "mask_format", "box_format") | {"prompts": [_prompt(p) for p in request.prompts]}
-    return parse(SegmentParams, data)
+    return _parse(SegmentParams, data)
 
 
 def session_config(config: Any) -> SessionConfig:
     fields = ("categories", "expression", "score_threshold", "max_detections", "mask_format", "box_format")
-    return parse(SessionConfig, {"task": config.task} | _present(config, *fields))
+    return _parse(SessionConfig, {"task": config.task} | _present(config, *fields))
 
 
 def frame_params(frame: Any) -> FrameParams:
-    return parse(FrameParams, {"prompts": [_prompt(p) for p in frame.prompts]} if frame.prompts else {})
+    return _parse(FrameParams, {"prompts": [_prompt(p) for p in frame.prompts]} if frame.prompts else {})
 
 
 # ---------------------------------------------------------------------- typed responses -> protobuf
@@ -145,7 +156,9 @@ def _frame(result: FrameResponse) -> Any:
 
 # ---------------------------------------------------------------------- servicer
 def _status(exc: ServiceError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
-    trailers = (("retry-after", str(exc.retry_after_s)),) if isinstance(exc, QueueFullError) else ()
+    trailers = ((ERROR_CODE_KEY, exc.code),)
+    if isinstance(exc, QueueFullError):
+        trailers += (("retry-after", str(exc.retry_after_s)),)
     return grpc.StatusCode[exc.grpc_code], trailers
 
 

@@ -2,6 +2,10 @@
 
 Order matters: the pixel count is read from the file header before any pixel is decoded, so a small
 file that declares 20000x20000 pixels costs nothing (413) instead of gigabytes of memory.
+
+Pixel depths: 8-bit images of any mode become RGB, 16-bit grayscale is scaled to 8 bits (value / 257,
+rounded down to the high byte), and 32-bit integer or floating-point images are refused (400
+``unsupported_image``): their value range is not known, so any conversion would be a guess.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from PIL import Image, UnidentifiedImageError
 from glee.service.errors import InvalidInputError, PayloadTooLargeError
 
 _DATA_URI_MARK = ";base64,"
+_URL_SCHEMES = ("http://", "https://")
+# Pillow's modes of unsigned 16-bit grayscale (little, little, big and native endian).
+_16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -38,12 +45,24 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise InvalidInputError(f"image has no pixels ({width}x{height})", code="empty_image")
     if width * height > max_pixels:
         raise PayloadTooLargeError(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        message = f"{kind} images are not supported; send 8- or 16-bit images"
+        raise InvalidInputError(message, code="unsupported_image")
     try:
-        rgb = image.convert("RGB")
+        return _rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         message = f"the image is truncated or corrupt: {exc}"
         raise InvalidInputError(message, code="undecodable_image") from exc
-    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    """uint8 RGB. Pillow's own conversion would clip 16-bit values at 255 (all but the darkest pixels
+    white), so 16-bit grayscale keeps its high byte instead."""
+    if image.mode in _16_BIT_MODES:
+        gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def decode_base64(text: str) -> bytes:
@@ -60,7 +79,8 @@ def decode_base64(text: str) -> bytes:
 
 
 def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    """http(s) URLs, with the scheme in any case (``HTTPS://`` is a URL, not malformed base64)."""
+    return text[:8].lower().startswith(_URL_SCHEMES)
 
 
 class RemoteImageFetcher:
@@ -74,6 +94,7 @@ class RemoteImageFetcher:
         self.enabled = enabled
         self.hosts = {h.lower() for h in hosts}
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) if enabled else None
 
     async def fetch(self, url: str) -> bytes:
@@ -96,9 +117,17 @@ class RemoteImageFetcher:
                         raise PayloadTooLargeError(f"remote image is larger than {self.max_bytes} bytes")
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
-            raise InvalidInputError(f"fetching the image failed: {exc}", code="url_fetch_failed") from exc
+            raise InvalidInputError(_fetch_failure(exc, self.timeout_s), code="url_fetch_failed") from exc
         return b"".join(chunks)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _fetch_failure(exc: httpx.HTTPError, timeout_s: float) -> str:
+    """A message that says what went wrong even when httpx gives none (its timeouts have no text)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"fetching the image timed out after {timeout_s:g} s ({type(exc).__name__})"
+    detail = f": {exc}" if str(exc) else ""
+    return f"fetching the image failed: {type(exc).__name__}{detail}"

@@ -19,6 +19,10 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+#: Trailing-metadata key of the API error code (``invalid_prompt``, ``session_not_found``...) that every
+#: failed call carries next to its status, so gRPC clients can tell errors apart as REST clients do.
+ERROR_CODE_KEY = "glee-error-code"
+
 # The repository's proto/ folder, shipped inside the package as glee/proto (a symlink in the source tree).
 PROTO_ROOT = Path(__file__).resolve().parents[1] / "proto"
 PROTO_FILE = "glee/v1/glee.proto"

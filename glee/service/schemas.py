@@ -1,8 +1,10 @@
 """Typed requests and responses of the service: the REST JSON contract, reused by the gRPC adapter.
 
 Requests forbid unknown fields so that a typo (``"score_treshold"``) is a 422 instead of a silently
-ignored option. Schema problems (types, ranges, missing fields) are 422; problems only visible against
-the image (a point outside it, a degenerate box) are checked by the engine and are 400.
+ignored option, and numbers are strict (``"0.5"``, ``true`` or ``2.0`` for an integer are 422, not
+quietly converted; an integer is a fine float). Schema problems (types, ranges, missing fields) are 422;
+problems only visible against the image (a point outside it, a degenerate box) are checked by the
+engine and are 400.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
+    StrictInt,
     StringConstraints,
     Tag,
     ValidationError,
@@ -26,12 +31,41 @@ MaskFormat = Literal["rle", "polygon", "png", "none"]
 BoxFormat = Literal["xyxy", "xywh"]
 VideoTask = Literal["track", "rvos", "vos"]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
-XY = tuple[float, float]
+#: A JSON number: an integer or a float, never a numeric string or a boolean.
+Number = Annotated[float, Strict()]
+XY = tuple[Number, Number]
+PROMPT_KINDS = ("points", "box", "scribble", "mask")
+
+
+def _exact_text(text: str) -> str:
+    """Labels and expressions are returned exactly as sent, so text the model would read differently
+    (blank, or with surrounding whitespace) is refused rather than silently changed."""
+    if not text.strip():
+        raise ValueError("must not be blank")
+    if text != text.strip():
+        raise ValueError("must not start or end with whitespace (it is returned exactly as sent)")
+    return text
+
+
+def _distinct(texts: list[str]) -> list[str]:
+    """A repeated category or expression would be answered twice; the text encoder lower-cases, so
+    texts that differ only in case repeat too."""
+    seen: dict[str, str] = {}
+    for text in texts:
+        if text.lower() in seen:
+            first = seen[text.lower()]
+            raise ValueError(f"{text!r} repeats {first!r} (compared ignoring case, as the model reads them)")
+        seen[text.lower()] = text
+    return texts
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_exact_text)]
+Texts = Annotated[list[Text], AfterValidator(_distinct)]
 
 IMAGE_FIELD_DOC = (
     "Base64-encoded image file (a data: URI prefix is accepted), or an http(s) URL when the server "
-    "allows remote images. Omit it when the image is uploaded as the multipart part 'image'."
+    "allows remote images. Required in JSON bodies. A multipart upload sends the image as the file part "
+    "'file' instead, and its 'request' part must not contain 'image'."
 )
 
 
@@ -49,17 +83,19 @@ class RleMask(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    size: tuple[int, int]
+    size: tuple[StrictInt, StrictInt]
     counts: str
 
 
 class PointsPrompt(_Request):
     points: list[XY] = Field(min_length=1, max_length=512)
-    labels: list[Literal[0, 1]] = Field(min_length=1, max_length=512)
+    labels: list[Annotated[StrictInt, Field(ge=0, le=1)]] = Field(
+        min_length=1, max_length=512, description="1 = positive, 0 = negative; one per point."
+    )
 
 
 class BoxPrompt(_Request):
-    box: tuple[float, float, float, float]
+    box: tuple[Number, Number, Number, Number]
 
 
 class ScribblePrompt(_Request):
@@ -75,7 +111,7 @@ def _prompt_kind(value: Any) -> str | None:
     fields = vars(value) if isinstance(value, BaseModel) else value
     if not isinstance(fields, dict):
         return None
-    return next((kind for kind in ("points", "box", "scribble", "mask") if kind in fields), None)
+    return next((kind for kind in PROMPT_KINDS if kind in fields), None)
 
 
 ImagePrompt = Annotated[
@@ -102,55 +138,72 @@ VideoPrompt = Annotated[
 
 
 class DetectParams(OutputOptions):
-    categories: list[Text] = Field(min_length=1, max_length=256)
-    score_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    max_detections: int = Field(100, ge=1, le=1000)
+    """Detection options: a JSON body's fields besides ``image``, or a multipart ``request`` part."""
+
+    categories: Texts = Field(min_length=1, max_length=256, description="Distinct, returned as labels.")
+    score_threshold: Number = Field(0.3, ge=0.0, le=1.0)
+    max_detections: StrictInt = Field(100, ge=1, le=1000)
 
 
 class DetectRequest(DetectParams):
-    image: str | None = Field(None, description=IMAGE_FIELD_DOC)
+    image: str = Field(description=IMAGE_FIELD_DOC)
 
 
 class GroundParams(OutputOptions):
-    expressions: list[Text] = Field(min_length=1, max_length=64)
+    """Grounding options: a JSON body's fields besides ``image``, or a multipart ``request`` part."""
+
+    expressions: Texts = Field(min_length=1, max_length=64, description="Distinct, returned as sent.")
 
 
 class GroundRequest(GroundParams):
-    image: str | None = Field(None, description=IMAGE_FIELD_DOC)
+    image: str = Field(description=IMAGE_FIELD_DOC)
 
 
 class SegmentParams(OutputOptions):
+    """Segmentation options: a JSON body's fields besides ``image``, or a multipart ``request`` part."""
+
     prompts: list[ImagePrompt] = Field(min_length=1, max_length=64)
 
 
 class SegmentRequest(SegmentParams):
-    image: str | None = Field(None, description=IMAGE_FIELD_DOC)
+    image: str = Field(description=IMAGE_FIELD_DOC)
+
+
+#: The text input each video task takes (vos takes prompts on its first frame instead).
+_TASK_TEXT: dict[str, str | None] = {"track": "categories", "rvos": "expression", "vos": None}
 
 
 class SessionConfig(OutputOptions):
     """A video session: ``track`` needs categories, ``rvos`` an expression, ``vos`` prompts on frame 0."""
 
     task: VideoTask
-    categories: list[Text] | None = Field(None, min_length=1, max_length=256)
-    expression: Text | None = None
-    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    max_detections: int | None = Field(None, ge=1, le=1000, description="Objects considered per frame.")
+    categories: Texts | None = Field(None, min_length=1, max_length=256, description="track only.")
+    expression: Text | None = Field(None, description="rvos only.")
+    score_threshold: Number | None = Field(None, ge=0.0, le=1.0)
+    max_detections: StrictInt | None = Field(None, ge=1, le=1000, description="Objects considered per frame.")
 
     @model_validator(mode="after")
     def _task_inputs(self) -> SessionConfig:
+        """Each task takes exactly its own text input; a stray one would be silently ignored."""
         if self.task == "track" and not self.categories:
             raise ValueError("task 'track' needs categories")
         if self.task == "rvos" and not self.expression:
             raise ValueError("task 'rvos' needs an expression")
+        own = _TASK_TEXT[self.task]
+        stray = [n for n in ("categories", "expression") if n != own and getattr(self, n) is not None]
+        if stray:
+            raise ValueError(f"task {self.task!r} does not take {' or '.join(stray)}")
         return self
 
 
 class FrameParams(_Request):
+    """Frame options: a JSON body's fields besides ``image``, or a multipart ``request`` part."""
+
     prompts: list[VideoPrompt] | None = Field(None, max_length=64)
 
 
 class FrameRequest(FrameParams):
-    image: str | None = Field(None, description=IMAGE_FIELD_DOC)
+    image: str = Field(description=IMAGE_FIELD_DOC)
 
 
 Mask = RleMask | list[list[float]] | str | None
@@ -254,16 +307,35 @@ class ErrorResponse(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: bytes | str | dict) -> M:
-    """Validate JSON text or a dict into ``model``; failures become one 422 ``SchemaValidationError``."""
+def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body") -> M:
+    """Validate JSON text or a dict into ``model``; failures become one 422 ``SchemaValidationError``.
+
+    ``root`` names the whole request in messages about it (``body: Invalid JSON``); gRPC has no body,
+    so its adapter passes ``None`` and such messages carry no location.
+    """
     try:
         if isinstance(data, dict):
             return model.model_validate(data)
         return model.model_validate_json(data)
     except ValidationError as exc:
         details = [
-            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            {"loc": _client_loc(err["loc"]), "msg": err["msg"], "type": err["type"]}
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
-        summary = "; ".join(f"{'.'.join(map(str, d['loc'])) or 'body'}: {d['msg']}" for d in details)
-        raise SchemaValidationError(summary, details=details) from exc
+        raise SchemaValidationError(
+            "; ".join(_located(d["loc"], d["msg"], root) for d in details), details=details
+        ) from exc
+
+
+def _client_loc(loc: tuple[int | str, ...]) -> list[int | str]:
+    """The location as the client wrote it: pydantic adds the prompt kind it dispatched on
+    (``prompts.0.box.box.3``), which is not in the request, so it is dropped (``prompts.0.box.3``)."""
+    parts = list(loc)
+    if len(parts) > 3 and parts[0] == "prompts" and isinstance(parts[1], int) and parts[2] in PROMPT_KINDS:
+        del parts[2]
+    return parts
+
+
+def _located(loc: list[int | str], message: str, root: str | None) -> str:
+    where = ".".join(map(str, loc)) or root
+    return f"{where}: {message}" if where else message

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Host names remote images may come from (exact match)."
     )
     remote_image_timeout_s: float = Field(5.0, gt=0)
-    log_level: str = "info"
+    log_level: str = Field("info", description="One of LOG_LEVELS, in any case.")
 
     @field_validator("api_keys", "remote_image_hosts", mode="before")
     @classmethod
@@ -49,3 +50,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        """Both ``logging`` and uvicorn take the level; an unknown one would crash the server on start."""
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return value.lower()
