@@ -10,7 +10,7 @@ import torch
 
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import resized_size
-from glee.model.prompts import prompt_agreement, validate_prompt
+from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +253,10 @@ def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor
         assert np.array_equal(masks[q], mask & inside)
         spilled += int((mask & ~inside).sum())
     assert spilled > 0  # random weights leak masks out of their boxes, so the crop is exercised
+
+
+def test_a_mask_prompt_too_small_for_nearest_resizing_keeps_the_cells_it_touches() -> None:
+    tiny = np.zeros((512, 512), bool)
+    tiny[2, 2:4] = True  # nearest-neighbour downscaling by 2 samples odd rows only
+    raster = rasterize("mask", {"mask": tiny}, (0.5, 0.5), (256, 256))
+    assert list(zip(*np.nonzero(raster.positive), strict=True)) == [(1, 1)]

@@ -123,7 +123,9 @@ def rasterize(kind: str, prompt: dict, scale: tuple[float, float], size: tuple[i
     resized = Image.fromarray(prompt["mask"]).resize((w, h), Image.NEAREST)
     mask = np.array(resized, dtype=bool)
     if not mask.any():
-        raise PromptError("mask vanishes at the model's input resolution")
+        # A tiny or thin mask can fall between the nearest-neighbour samples: keep the cells it touches.
+        ys, xs = np.nonzero(prompt["mask"])
+        mask[np.minimum((ys * sy).astype(int), h - 1), np.minimum((xs * sx).astype(int), w - 1)] = True
     return RasterPrompt(mask, None, "mask")
 
 
