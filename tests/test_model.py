@@ -11,6 +11,7 @@ import torch
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
+from glee.model.tracker import box_iou
 
 
 @pytest.fixture(scope="module")
@@ -236,13 +237,15 @@ def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor
     margin = get_config("demo").mask_box_margin
     assert predictor.cfg.mask_box_margin == margin and margin > 0
     image = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    crop = predictor.cfg
+    demo = predictor.cfg
+    # Without NMS: the crop changes mask scores, so NMS could keep other queries in the two runs.
     try:
-        predictor.cfg = dataclasses.replace(crop, mask_box_margin=None)
+        predictor.cfg = dataclasses.replace(demo, mask_box_margin=None, detection_nms_iou=None)
         official = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+        predictor.cfg = dataclasses.replace(demo, detection_nms_iou=None)
+        cropped = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
     finally:
-        predictor.cfg = crop
-    cropped = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+        predictor.cfg = demo
     assert np.array_equal(np.sort(official.query_index), np.sort(cropped.query_index))
     masks = dict(zip(cropped.query_index, cropped.masks, strict=True))
     ys, xs = np.mgrid[0:120, 0:160] + 0.5
@@ -253,6 +256,31 @@ def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor
         assert np.array_equal(masks[q], mask & inside)
         spilled += int((mask & ~inside).sum())
     assert spilled > 0  # random weights leak masks out of their boxes, so the crop is exercised
+
+
+def test_demo_drops_duplicate_detections_and_lite_keeps_them(predictor: GleePredictor) -> None:
+    assert all(get_config(name).detection_nms_iou is None for name in ("lite", "lite_stage1"))
+    iou = get_config("demo").detection_nms_iou
+    assert predictor.cfg.detection_nms_iou == iou and 0 < iou < 1
+    image = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    names = ["object", "thing"]
+    demo = predictor.cfg
+    try:
+        predictor.cfg = dataclasses.replace(demo, detection_nms_iou=None)
+        everything = predictor.detect(image, names, score_threshold=0.0, max_detections=60)
+    finally:
+        predictor.cfg = demo
+    kept = predictor.detect(image, names, score_threshold=0.0, max_detections=60)
+    pairs = zip(everything.query_index, everything.labels, strict=True)
+    rows = {(int(q), label): i for i, (q, label) in enumerate(pairs)}
+    kept_rows = [rows[(int(q), label)] for q, label in zip(kept.query_index, kept.labels, strict=True)]
+    assert kept_rows == sorted(kept_rows)  # a subset, still best score first
+    for i, label in enumerate(everything.labels):
+        better = [j for j in kept_rows if j < i and everything.labels[j] == label]
+        overlap = box_iou(everything.boxes[i], everything.boxes[better]).max() if better else 0.0
+        assert (i in kept_rows) == (overlap < iou), (i, label, overlap)
+    assert len(kept) < len(everything)  # random weights put several queries on one box: NMS is exercised
+    assert set(kept.labels) == set(names)  # per label: one name's detections never suppress another's
 
 
 def test_a_mask_prompt_too_small_for_nearest_resizing_keeps_the_cells_it_touches() -> None:

@@ -5,7 +5,8 @@ image pixels. Post-processing follows the official inference path: no NMS, top-K
 final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
 prompts (a config may re-rank visual-prompt candidates by how well their masks fit the prompt:
 ``GleeConfig.prompt_rerank``, on for the demo model, off for the official variants; it may also crop
-masks to their boxes: ``GleeConfig.mask_box_margin``). Masks are computed only for the kept queries,
+masks to their boxes: ``GleeConfig.mask_box_margin``, and drop duplicate detections by box NMS:
+``GleeConfig.detection_nms_iou``). Masks are computed only for the kept queries,
 never for all queries at full resolution.
 
 ``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
@@ -26,6 +27,7 @@ from PIL import Image
 
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
+from glee.model.tracker import box_iou
 from glee.model.types import ImageResult, ImageTask
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "glee-demo"
@@ -268,8 +270,10 @@ class GleePredictor:
         queries = torch.div(indices, len(names), rounding_mode="floor")
         classes = indices % len(names)
         result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes])
-        keep = result.scores >= threshold
-        return _select(result, np.nonzero(keep)[0])
+        result = _select(result, np.nonzero(result.scores >= threshold)[0])
+        if self.cfg.detection_nms_iou is not None:
+            result = _select(result, _nms(result, self.cfg.detection_nms_iou))
+        return result
 
     def _top(self, out: ModelOutput, b: int, p: _Prepared, label: str, rank: str, k: int) -> ImageResult:
         last = out.decoder.last
@@ -319,6 +323,17 @@ def _box_region(boxes: torch.Tensor, margin: float, h: int, w: int) -> torch.Ten
     cols = (xs[None] >= lo[:, :1]) & (xs[None] <= hi[:, :1])
     rows = (ys[None] >= lo[:, 1:]) & (ys[None] <= hi[:, 1:])
     return rows[:, :, None] & cols[:, None, :]
+
+
+def _nms(result: ImageResult, iou: float) -> np.ndarray:
+    """Rows kept by greedy box NMS within each label (rows come sorted by score, best first): a query
+    listed under two names is kept under both, a second query on one object under one name is not."""
+    keep: list[int] = []
+    for i, label in enumerate(result.labels):
+        same = [j for j in keep if result.labels[j] == label]
+        if not same or box_iou(result.boxes[i], result.boxes[same]).max() < iou:
+            keep.append(i)
+    return np.asarray(keep, np.int64)
 
 
 def _rerank(result: ImageResult, prompt: dict, k: int) -> ImageResult:

@@ -69,11 +69,11 @@ class TaskConfig:
     match_threshold: float | None = None
     memory_size: int = 3
     max_age: int = 8
-    embed_weight: float = 0.6
+    embed_weight: float = 0.4
     match_gate: float = 0.3
     embed_gate: float = 0.2
     temporal_weight: float = 1.0
-    nms_iou: float = 0.7
+    nms_iou: float = 0.5
     max_detections: int = 100
     top_k: int = 10
     score_window: int = 8
