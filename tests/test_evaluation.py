@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from glee.data.masks import decode_segmentation, encode_rle
+from glee.data.masks import box_iou, decode_segmentation, encode_rle
 from glee.data.readers import load_rgb
 from glee.evaluation.coco import coco_ap, colour_phrase_gt, has_colours, result_to_detections
-from glee.evaluation.iou import box_iou, mask_iou, mask_pair_iou, xyxy_to_xywh
+from glee.evaluation.iou import mask_iou, mask_pair_iou, xyxy_to_xywh
 from glee.evaluation.referring import expression_kind, mean_iou, prompt_ious, rec_accuracy
 from glee.evaluation.tracking import TrackFrame, tracking_metrics
 from glee.evaluation.vos import boundary_f, boundary_map, j_and_f, mean_j_and_f
@@ -48,6 +48,7 @@ def test_box_iou_known_values():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[5, 0, 15, 10], [0, 0, 10, 5], [20, 20, 30, 30], [0, 0, 10, 10]])
     np.testing.assert_allclose(box_iou(a, b), [[1 / 3, 0.5, 0.0, 1.0]])
+    assert box_iou(np.array([[3, 3, 3, 3]]), np.array([[3, 3, 3, 3]]))[0, 0] == 0.0  # empty boxes: 0, not NaN
 
 
 def test_mask_iou_matrix():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from glee.data.masks import box_iou
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
-from glee.model.tracker import box_iou
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from glee.model.track_state import FORMAT_VERSION, TaskConfig, TrackState, TrackStateError
-from glee.model.tracker import associate, box_iou, follow, select_candidate
+from glee.model.tracker import associate, follow, select_candidate
 from glee.model.types import ImageResult
 
 DIM = 128
@@ -72,11 +72,6 @@ def _run(state: TrackState, scene: Scene, frames: int, hidden_at=lambda t: set()
 
 def _ids_of(history: list[dict[int, int]], obj: int) -> set[int]:
     return {frame[obj] for frame in history if obj in frame}
-
-
-def test_box_iou() -> None:
-    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
-    np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0]])
 
 
 def test_crossing_paths_keep_ids() -> None:

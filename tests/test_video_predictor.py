@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 
 from glee.data.geometry import Shape, paste, rasterize
+from glee.data.masks import box_iou, mask_box
 from glee.data.render import Appearance, paint
-from glee.data.scenes import mask_box
 from glee.data.spec import COLOURS, CROSS_ARM_RATIO, MIN_VISIBLE_FRACTION, STAR_INNER_RATIO
 from glee.model.track_state import TrackState
-from glee.model.tracker import box_iou
 from glee.model.types import ImageResult
 from glee.model.video_predictor import FrameResult, VideoPredictor
 

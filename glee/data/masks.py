@@ -1,4 +1,4 @@
-"""Mask helpers shared by the generator, the writers and the readers: tight boxes and COCO RLE."""
+"""Mask and box helpers shared by the generator, readers, model and metrics: tight boxes, box IoU, RLE."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows = np.flatnonzero(mask.any(1))
     cols = np.flatnonzero(mask.any(0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes ``a`` [N,4] and ``b`` [M,4] -> [N,M] (0 for empty boxes)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def coco_bbox(mask: np.ndarray) -> list[float]:

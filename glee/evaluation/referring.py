@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from glee.data.masks import box_iou
 from glee.data.spec import COLOUR_NAMES, SHAPES
-from glee.evaluation.iou import box_iou, mask_pair_iou
+from glee.evaluation.iou import mask_pair_iou
 
 _SIDE = re.compile(r"\bon the (left|right)$")
 _EXTREME = re.compile(r"\b(leftmost|rightmost|topmost|bottommost)\b")

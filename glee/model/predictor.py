@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from glee.data.masks import box_iou
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
-from glee.model.tracker import box_iou
 from glee.model.types import ImageResult, ImageTask
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "glee-demo"

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from glee.data.masks import mask_box
-from glee.model.tracker import box_iou
+from glee.data.masks import box_iou, mask_box
 
 SCRIBBLE_WIDTH = 3
 

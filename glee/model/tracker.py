@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from glee.data.masks import box_iou
 from glee.model.track_state import TaskConfig, Track, TrackState
 from glee.model.types import ImageResult
 
@@ -32,19 +33,6 @@ from glee.model.types import ImageResult
 _FORBIDDEN = 1e6
 # A velocity estimate blends the newest displacement with the previous estimate (exponential smoothing).
 _VELOCITY_SMOOTHING = 0.5
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes ``a`` [N,4] and ``b`` [M,4] -> [N,M] (0 for empty boxes)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

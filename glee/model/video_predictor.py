@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from glee.data.scenes import mask_box
+from glee.data.masks import mask_box
 from glee.model.track_state import TaskConfig, Track, TrackState, VideoTask
 from glee.model.tracker import associate, follow, miss, new_track, observe, predicted_box, select_candidate
 from glee.model.types import ImagePredictor, ImageResult
