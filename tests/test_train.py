@@ -134,8 +134,9 @@ def test_denoising_groups_cannot_see_each_other() -> None:
     assert len(plan.positives[1][0]) == 4 and len(plan.rows[1]) == 8
 
 
-def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(), data, tmp_path, echo=lambda s: None)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path, precision: str) -> None:
+    trainer = Trainer(_config(precision=precision), data, tmp_path, echo=lambda s: None)
     only = ("detect", "all_shapes")
     kinds = ("ground", "visual", "pairs", "some_shapes", "phrases", "all_phrases", "object", "mixed")
     trainer.sampler.mix = TaskMix(**{k: 1.0 for k in only}, **{k: 0.0 for k in kinds})
@@ -143,6 +144,7 @@ def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path) -> No
     losses = [trainer.train_step(batch)["total"] for _ in range(8)]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0]
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast never casts weights
 
 
 @pytest.mark.parametrize("vocabulary", [0.0, 2.0])

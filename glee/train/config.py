@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +81,9 @@ class TrainConfig(_Strict):
     checkpoint_minutes: float = 5.0
     log_every: int = 10
     export_dtype: str = "float16"
+    # Forward-pass precision: "bfloat16" runs the model under torch.autocast (matmuls and convolutions in
+    # bf16, weights, optimizer and losses in fp32). About 1.5x faster steps on CPUs with AVX512-BF16.
+    precision: Literal["float32", "bfloat16"] = "float32"
     tasks: TaskMix = Field(default_factory=TaskMix)
     loss: LossWeights = Field(default_factory=LossWeights)
 

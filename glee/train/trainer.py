@@ -9,11 +9,13 @@ step count); the learning-rate drop happens at a fixed fraction of that budget.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,13 +158,16 @@ class Trainer:
                 self.cfg.dn_box_noise,
                 self.generator,
             )
-        out = self.model.run(
-            self._images(batch),
-            self._prompts(batch),
-            visual,
-            denoising=plan.queries if plan else None,
-            return_aux=True,
-        )
+        device = next(self.model.parameters()).device.type
+        with torch.autocast(device, torch.bfloat16, enabled=self.cfg.precision == "bfloat16"):
+            out = self.model.run(
+                self._images(batch),
+                self._prompts(batch),
+                visual,
+                denoising=plan.queries if plan else None,
+                return_aux=True,
+            )
+        out = _float32(out)
         losses = self.criterion(
             out, targets, visual is not None, plan, pairs=batch.task == "pairs", vocabulary=self._vocabulary()
         )
@@ -266,6 +271,21 @@ class Trainer:
             "training": {"steps": self.step, "minutes": round(self.elapsed / 60, 2), "seed": self.cfg.seed}
         }
         return save_pretrained(self.model, dst, self.glee_cfg, dtype=self.cfg.export_dtype, metadata=metadata)
+
+
+def _float32(value: Any) -> Any:
+    """``value`` (tensors, dataclasses, lists, tuples, dicts of them) with bf16 tensors cast to fp32, so that
+    matching and losses never run in reduced precision."""
+    if isinstance(value, Tensor):
+        return value.float() if value.dtype == torch.bfloat16 else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _float32(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **fields)
+    if isinstance(value, list | tuple):
+        return type(value)(_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _float32(v) for k, v in value.items()}
+    return value
 
 
 def export_checkpoint(checkpoint: Path, dst: Path) -> Path:
