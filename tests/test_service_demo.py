@@ -46,7 +46,6 @@ def mask_of(item: dict) -> np.ndarray:
     return decode_mask(item["mask"], 256, 256)
 
 
-@pytest.mark.below_target
 def test_detect_finds_each_shape_with_its_label(client: GleeClient, shapes_scene: Callable) -> None:
     scene = shapes_scene(0)
     result = client.detect(scene.image, ["circle", "square", "triangle"])
@@ -65,7 +64,6 @@ def test_a_colour_phrase_matches_only_its_object(client: GleeClient, shapes_scen
         assert all(iou(mask_of(d), scene.masks[other]) < MIN_IOU for d in result["detections"])
 
 
-@pytest.mark.below_target
 def test_ground_returns_the_referred_object(client: GleeClient, shapes_scene: Callable) -> None:
     scene = shapes_scene(0)
     expressions = {"the red circle": "red circle", "the blue square": "blue square",
@@ -93,7 +91,6 @@ def test_segment_returns_the_prompted_object(
     assert iou(decode_mask(answer.results[0].mask, 256, 256), scene.masks["red circle"]) >= MIN_IOU
 
 
-@pytest.mark.below_target
 def test_tracking_keeps_one_id_per_object_across_frames(client: GleeClient, shapes_scene: Callable) -> None:
     session = client.create_session("track", categories=["circle", "square", "triangle"])
     ids: dict[str, set[int]] = {name: set() for name in SHAPE_OF}
