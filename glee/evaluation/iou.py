@@ -1,4 +1,5 @@
-"""Overlap measures shared by every metric, so that AP, REC, mIoU, tracking and J&F agree on IoU.
+"""Mask overlap measures shared by the metrics, so that mIoU, tracking and J&F agree on IoU (box IoU is
+``glee.data.masks.box_iou``, the one the model uses too).
 
 Masks go through pycocotools' RLE (the library COCO evaluation itself uses), which keeps IoU
 matrices between many full-resolution masks cheap in memory.
