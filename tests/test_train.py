@@ -147,6 +147,17 @@ def test_loss_decreases_on_a_fixed_batch(data: list[Path], tmp_path: Path, preci
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast never casts weights
 
 
+def test_bfloat16_changes_the_forward_pass_by_rounding_only(data: list[Path], tmp_path: Path) -> None:
+    """Same seed, same batch: bf16 must give a different first loss (autocast is really on) within a few
+    percent of fp32 (only rounding differs)."""
+    first = {}
+    for precision in ("float32", "bfloat16"):
+        trainer = Trainer(_config(precision=precision), data, tmp_path / precision, echo=lambda s: None)
+        first[precision] = trainer.train_step(trainer.sampler.sample())["total"]
+    assert first["bfloat16"] != first["float32"]
+    assert abs(first["bfloat16"] - first["float32"]) < 0.05 * first["float32"], first
+
+
 @pytest.mark.parametrize("vocabulary", [0.0, 2.0])
 def test_every_task_trains_one_step(data: list[Path], tmp_path: Path, vocabulary: float) -> None:
     trainer = Trainer(_config(loss={"vocabulary": vocabulary}), data, tmp_path, echo=lambda s: None)

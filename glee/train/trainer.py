@@ -158,8 +158,9 @@ class Trainer:
                 self.cfg.dn_box_noise,
                 self.generator,
             )
+        bf16 = self.cfg.precision == "bfloat16"
         device = next(self.model.parameters()).device.type
-        with torch.autocast(device, torch.bfloat16, enabled=self.cfg.precision == "bfloat16"):
+        with torch.autocast(device, torch.bfloat16, enabled=bf16):
             out = self.model.run(
                 self._images(batch),
                 self._prompts(batch),
@@ -167,7 +168,8 @@ class Trainer:
                 denoising=plan.queries if plan else None,
                 return_aux=True,
             )
-        out = _float32(out)
+        if bf16:
+            out = _float32(out)
         losses = self.criterion(
             out, targets, visual is not None, plan, pairs=batch.task == "pairs", vocabulary=self._vocabulary()
         )
