@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from glee.data.masks import box_iou, decode_segmentation, encode_rle
+from glee.data.masks import box_iou, decode_segmentation, encode_rle, mask_cover, mask_iou
 from glee.data.readers import load_rgb
 from glee.evaluation.coco import coco_ap, colour_phrase_gt, has_colours, result_to_detections
-from glee.evaluation.iou import mask_iou, mask_pair_iou, xyxy_to_xywh
+from glee.evaluation.iou import mask_pair_iou, xyxy_to_xywh
 from glee.evaluation.referring import expression_kind, mean_iou, prompt_ious, rec_accuracy
 from glee.evaluation.tracking import TrackFrame, tracking_metrics
 from glee.evaluation.vos import boundary_f, boundary_map, j_and_f, mean_j_and_f
@@ -56,6 +56,9 @@ def test_mask_iou_matrix():
     b = np.stack([rect(0, 10, 0, 10), rect(0, 10, 10, 20), rect(0, 5, 0, 10)])
     np.testing.assert_allclose(mask_iou(a, b), [[1.0, 0.0, 0.5], [1 / 3, 1 / 3, 25 / 125]])
     assert mask_iou(a, np.zeros((0, 64, 64), bool)).shape == (2, 0)
+    np.testing.assert_allclose(mask_cover(a, b), [[1.0, 0.0, 0.5], [0.5, 0.5, 0.25]])
+    np.testing.assert_allclose(mask_cover(b, a)[2], [1.0, 0.5])
+    assert mask_cover(np.zeros((1, 64, 64), bool), a[:, :64, :64])[0].tolist() == [0.0, 0.0]
 
 
 def test_mask_pair_iou_empty_conventions():

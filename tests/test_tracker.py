@@ -20,13 +20,13 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return e / np.linalg.norm(e, axis=1, keepdims=True)
 
 
-def _dets(boxes, embeds, scores=None, labels=None, queries=None) -> ImageResult:
+def _dets(boxes, embeds, scores=None, labels=None, queries=None, masks=None) -> ImageResult:
     n = len(boxes)
     return ImageResult(
         boxes=np.asarray(boxes, np.float32).reshape(n, 4),
         scores=np.asarray(scores if scores is not None else [0.9] * n, np.float32),
         labels=list(labels) if labels is not None else ["circle"] * n,
-        masks=np.zeros((n, 1, 1), bool),
+        masks=np.asarray(masks, bool) if masks is not None else np.zeros((n, 1, 1), bool),
         track_embeds=np.asarray(embeds, np.float32).reshape(n, DIM),
         query_index=np.asarray(queries if queries is not None else np.arange(n), np.int64),
     )
@@ -174,6 +174,36 @@ def test_duplicate_queries_start_one_track() -> None:
     ids = associate(state, det)
     np.testing.assert_array_equal(ids, [1, -1, -1])
     assert len(state.tracks) == 1 and state.tracks[0].label == "circle"
+
+
+def _box_mask(box: list[float], size: int = 128) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    x1, y1, x2, y2 = (round(v) for v in box)
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+@pytest.mark.parametrize(("mask_nms_overlap", "continued"), [(0.7, False), (1.0, True)])
+def test_duplicate_mask_does_not_continue_an_occluded_track(mask_nms_overlap: float, continued: bool) -> None:
+    """Object b goes under a; a second query on a's visible pixels, its embedding close to b's, must not
+    keep b's track alive in a's place (with mask NMS off it does: the test can fail)."""
+    rng = np.random.default_rng(11)
+    emb = _unit(rng, 2)
+    a, b = _box(40, 50), _box(85, 50)
+    masks = [_box_mask(a), _box_mask(b)]
+    state = _state(mask_nms_overlap=mask_nms_overlap)
+    for _ in range(3):
+        associate(state, _dets([a, b], emb, masks=masks))
+    # A slightly shifted box, so box IoU to a's stays under nms_iou: only the masks say "duplicate".
+    shifted = [a[0] + 14, a[1], a[2] + 14, a[3]]
+    dup_mask = _box_mask(a) | _box_mask(shifted)
+    det = _dets([a, shifted], [emb[0], emb[1]], scores=[0.9, 0.6], masks=[_box_mask(a), dup_mask],
+                labels=["circle", "square"])  # fmt: skip
+    ids = associate(state, det)
+    assert ids[0] == 1
+    assert bool(ids[1] == 2) is continued
+    if not continued:
+        assert ids[1] == -1 and state.track(2).age == 1
 
 
 def test_dissimilar_detection_does_not_continue_a_track() -> None:

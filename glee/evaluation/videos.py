@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from glee.data.masks import mask_iou
 from glee.data.readers import VideoObject, YtvisDataset
-from glee.evaluation.iou import mask_iou
 from glee.evaluation.tracking import TrackFrame, tracking_metrics
 from glee.evaluation.vos import DEFAULT_BOUND_TH, j_and_f, mean_j_and_f
 

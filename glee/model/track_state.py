@@ -57,6 +57,11 @@ class TaskConfig:
     match_gate / embed_gate: a pair is never matched below this similarity / cosine.
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
+    mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
+        lower-scoring one is dropped before association (track only; 1 turns it off): GLEE's masks are
+        of visible pixels, which two objects do not share, so the second is a duplicate query, a query
+        on a part of the object, or an occluded object's remnant that would keep that object's track
+        alive in the occluder's place.
     top_k: candidates per expression (RVOS) or per object prompt (VOS) asked from the image model.
     score_window: how many recent scores each track keeps (label hysteresis).
     min_mask_area: a VOS mask smaller than this (pixels) is re-prompted by its box instead.
@@ -74,6 +79,7 @@ class TaskConfig:
     embed_gate: float = 0.2
     temporal_weight: float = 1.0
     nms_iou: float = 0.5
+    mask_nms_overlap: float = 0.7
     max_detections: int = 100
     top_k: int = 10
     score_window: int = 8
@@ -89,7 +95,7 @@ class TaskConfig:
             raise ValueError("task 'rvos' needs an expression")
         if self.match_threshold is None:
             object.__setattr__(self, "match_threshold", self.score_threshold / 2)
-        for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou"):
+        for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou", "mask_nms_overlap"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")

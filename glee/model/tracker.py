@@ -5,7 +5,8 @@ deaths. Streaming sessions need an online tracker whose state is small, so this 
 signal — cosine similarity of the decoder's track embedding to a memory that is the mean of a track's last
 k embeddings (k = 3 in GLEE) — and adds what MinVIS leaves out: a box IoU term against a constant-velocity
 prediction (it separates look-alike objects, which the demo domain is full of), gates, births above a
-score threshold and deaths after ``max_age`` unmatched frames.
+score threshold, deaths after ``max_age`` unmatched frames, and mask NMS of the detections first (two
+queries on the same visible pixels would otherwise feed two tracks).
 
 Three rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``:
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from glee.data.masks import box_iou
+from glee.data.masks import box_iou, mask_cover
 from glee.model.track_state import TaskConfig, Track, TrackState
 from glee.model.types import ImageResult
 
@@ -109,15 +110,22 @@ def miss(state: TrackState, track: Track) -> None:
         state.tracks = [t for t in state.tracks if t is not track]
 
 
-def _dedupe_queries(det: ImageResult, min_score: float) -> np.ndarray:
-    """Rows worth associating, best score first: one row per query (detection may list a query under
-    several labels), at or above ``min_score``."""
+def _candidates(det: ImageResult, cfg: TaskConfig) -> np.ndarray:
+    """Rows worth associating, best score first: at or above ``match_threshold``, one row per query
+    (detection may list a query under several labels), and none whose mask lies mostly inside a better
+    row's or mostly covers it (more than ``mask_nms_overlap``)."""
     order = np.argsort(-det.scores, kind="stable")
-    order = order[det.scores[order] >= min_score]
-    if len(det.query_index) != len(det):
-        return order
-    _, first = np.unique(det.query_index[order], return_index=True)
-    return order[np.sort(first)]
+    order = order[det.scores[order] >= cfg.match_threshold]
+    if len(det.query_index) == len(det):
+        _, first = np.unique(det.query_index[order], return_index=True)
+        order = order[np.sort(first)]
+    cover = mask_cover(det.masks[order], det.masks[order])
+    overlap = np.maximum(cover, cover.T)
+    keep: list[int] = []
+    for i in range(len(order)):
+        if not keep or overlap[i, keep].max() <= cfg.mask_nms_overlap:
+            keep.append(i)
+    return order[keep]
 
 
 def associate(state: TrackState, det: ImageResult) -> np.ndarray:
@@ -125,7 +133,7 @@ def associate(state: TrackState, det: ImageResult) -> np.ndarray:
     for rows that are not output (below threshold, duplicates, unmatched low-score rows)."""
     cfg = state.config
     ids = np.full(len(det), -1, np.int64)
-    rows = _dedupe_queries(det, cfg.match_threshold)
+    rows = _candidates(det, cfg)
     tracks = list(state.tracks)
     matched: set[int] = set()
     if tracks and len(rows):
