@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from glee.model.track_state import FORMAT_VERSION, TaskConfig, TrackState, TrackStateError
-from glee.model.tracker import associate, follow, select_candidate
+from glee.model.tracker import associate, follow, predicted_box, select_candidate
 from glee.model.types import ImageResult
 
 DIM = 128
@@ -119,6 +119,23 @@ def test_occlusion_gap_of_four_frames_keeps_id() -> None:
     assert all(0 not in history[t] for t in range(5, 9))
     assert len(_ids_of(history, 0)) == 1
     assert len(_ids_of(history, 1)) == 1
+
+
+def test_motion_survives_a_box_shrinking_under_an_occluder() -> None:
+    """The leading edge stops as the object slides under another: the prediction must keep moving the box
+    at the object's speed and keep its size (per-edge velocities shrank it, and soon inverted it)."""
+    emb = _unit(np.random.default_rng(13), 1)
+    state = _state()
+    for t in range(4):
+        associate(state, _dets([_box(40 + 6 * t, 50)], emb))
+    last = _box(40 + 6 * 3, 50)
+    shrunk = [last[0] + 6, last[1], last[2], last[3]]  # the right edge is hidden, the left still moves
+    associate(state, _dets([shrunk], emb))
+    for _ in range(2):
+        associate(state, _dets([], np.zeros((0, DIM))))
+    track = state.tracks[0]
+    np.testing.assert_allclose(track.velocity, [6, 0, 6, 0], atol=1e-5)
+    np.testing.assert_allclose(predicted_box(track), np.add(shrunk, [18, 0, 18, 0]), atol=1e-4)
 
 
 @pytest.mark.parametrize(("gap", "same_id"), [(3, True), (4, False)])
@@ -271,6 +288,21 @@ def test_select_candidate_gates_on_similarity() -> None:
     far_stranger = _dets([_box(300, 300)], emb[1:], scores=[0.99])
     assert select_candidate(state.tracks[0], far_stranger, cfg) is None
     assert select_candidate(state.tracks[0], _dets([], np.zeros((0, DIM))), cfg) is None
+
+
+@pytest.mark.parametrize(("task", "gate", "follows"), [("track", 0.3, True), ("vos", 0.4, False)])
+def test_look_alike_far_from_the_predicted_box(task: str, gate: float, follows: bool) -> None:
+    """Tracking may re-identify by appearance alone; VOS's default gate asks for some box overlap too."""
+    rng = np.random.default_rng(12)
+    emb = _unit(rng, 1)
+    look_alike = 0.85 * emb[0] + np.sqrt(1 - 0.85**2) * _unit(rng, 1)[0]  # cosine ~0.85 to the memory
+    cfg = TaskConfig(task=task, categories=("circle",) if task == "track" else ())
+    assert cfg.match_gate == gate
+    state = TrackState(cfg)
+    associate(state, _dets([_box(50, 50)], emb))
+    far = _dets([_box(150, 50)], look_alike[None], scores=[0.9])
+    assert (select_candidate(state.tracks[0], far, cfg) == 0) is follows
+    assert TaskConfig(task="vos", match_gate=0.3).match_gate == 0.3
 
 
 def _frames(scene: Scene, count: int) -> list[ImageResult]:

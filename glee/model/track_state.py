@@ -54,7 +54,10 @@ class TaskConfig:
     memory_size: k, the number of last embeddings whose mean is a track's memory (3 as in GLEE).
     max_age: frames a track survives unmatched before it dies (8 keeps IDs through 4-frame occlusions).
     embed_weight: weight of embedding cosine versus box IoU (to the motion-predicted box) in similarity.
-    match_gate / embed_gate: a pair is never matched below this similarity / cosine.
+    match_gate / embed_gate: a pair is never matched below this similarity / cosine. ``match_gate``
+        defaults to 0.3, so that appearance alone (cosine 0.75 at ``embed_weight`` 0.4) can re-identify a
+        track whose motion prediction missed; and to 0.4 for VOS, where the object is given and following a
+        look-alike is worse than missing it until it reappears near its predicted box.
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
     mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
@@ -75,7 +78,7 @@ class TaskConfig:
     memory_size: int = 3
     max_age: int = 8
     embed_weight: float = 0.4
-    match_gate: float = 0.3
+    match_gate: float | None = None
     embed_gate: float = 0.2
     temporal_weight: float = 1.0
     nms_iou: float = 0.5
@@ -95,6 +98,8 @@ class TaskConfig:
             raise ValueError("task 'rvos' needs an expression")
         if self.match_threshold is None:
             object.__setattr__(self, "match_threshold", self.score_threshold / 2)
+        if self.match_gate is None:
+            object.__setattr__(self, "match_gate", 0.4 if self.task == "vos" else 0.3)
         for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou", "mask_nms_overlap"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -125,7 +130,8 @@ class TaskConfig:
 class Track:
     """One object followed through the video.
 
-    box: float32 [4] xyxy of the last observation; velocity: float32 [4] estimated box motion per frame;
+    box: float32 [4] xyxy of the last observation; velocity: float32 [4] estimated box motion per frame
+    (a translation: ``[dx, dy, dx, dy]``);
     embeds: float16 [m <= memory_size, D], L2-normalised, oldest first; scores: float32 [n <= score_window],
     oldest first; age: frames since the last observation (0 = observed in the latest frame); hits: number
     of frames observed; mask_rle: VOS only, COCO RLE counts of the last mask (empty: re-prompt by box).

@@ -82,10 +82,28 @@ def new_track(state: TrackState, det: ImageResult, index: int, track_id: int | N
     return track
 
 
+def _translation(edges: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """The object's motion from its box edges' per-frame motion ``[dx1, dy1, dx2, dy2]``: per axis the
+    median of the two edges' motion and the ``prior`` velocity (the box centre's motion when there is none).
+
+    Under partial occlusion or clipping one edge stops or retreats (a box shrinks as its object slides under
+    another, or out of the image) while the other still moves with the object: the median then takes the
+    moving edge; when both edges move apart or together (the visible part shrinks from both sides) it keeps
+    the prior; when both agree on a new motion it takes that. Per-edge velocities would instead predict a
+    box that shrinks, inverts and no longer overlaps the object when it reappears. Returned as
+    ``[dx, dy, dx, dy]``, so a prediction keeps the box's size."""
+    if prior is None:
+        motion = (edges[:2] + edges[2:]) / np.float32(2)
+    else:
+        motion = np.median(np.stack([edges[:2], edges[2:], prior[:2]]), axis=0)
+    return np.tile(motion, 2).astype(np.float32)
+
+
 def observe(track: Track, det: ImageResult, index: int, cfg: TaskConfig) -> None:
     """Extend a track with detection row ``index``: box, motion, embedding memory, scores, label."""
     box = np.asarray(det.boxes[index], np.float32)
-    step = (box - track.box) / np.float32(track.age + 1)
+    edges = (box - track.box) / np.float32(track.age + 1)
+    step = _translation(edges, None if track.hits == 1 else track.velocity)
     if track.hits == 1:
         track.velocity = step.astype(np.float32)
     else:
