@@ -103,11 +103,11 @@ def observe(track: Track, det: ImageResult, index: int, cfg: TaskConfig) -> None
     """Extend a track with detection row ``index``: box, motion, embedding memory, scores, label."""
     box = np.asarray(det.boxes[index], np.float32)
     edges = (box - track.box) / np.float32(track.age + 1)
-    step = _translation(edges, None if track.hits == 1 else track.velocity)
     if track.hits == 1:
-        track.velocity = step.astype(np.float32)
+        track.velocity = _translation(edges, None)
     else:
         a = np.float32(_VELOCITY_SMOOTHING)
+        step = _translation(edges, track.velocity)
         track.velocity = (a * step + (np.float32(1) - a) * track.velocity).astype(np.float32)
     track.box = box.copy()
     score = np.float32(det.scores[index])
