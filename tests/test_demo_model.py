@@ -34,10 +34,11 @@ NUM_VIDEOS = 6
 # on them, torch 2.13 CPU, in the comment). They guard against regressions of the model and of the
 # inference path; the product targets (TRAINING.md) are far higher and not yet met.
 IMAGE_THRESHOLDS = {
-    ("detect", "bbox", "AP50"): 0.72,  # measured 0.786 (v5)
-    ("detect", "segm", "AP"): 0.64,  # 0.701
-    ("colour", "bbox", "AP50"): 0.74,  # 0.804
-    ("rec", "accuracy"): 0.57,  # 0.627
+    ("detect", "bbox", "AP50"): 0.72,  # measured 0.785 (v5, boxes from masks)
+    ("detect", "bbox", "AP"): 0.62,  # 0.652 (0.596 with the regressed boxes)
+    ("detect", "segm", "AP"): 0.64,  # 0.699
+    ("colour", "bbox", "AP50"): 0.74,  # 0.810
+    ("rec", "accuracy"): 0.57,  # 0.622
     ("point", "mIoU"): 0.80,  # 0.863
     ("box", "mIoU"): 0.78,  # 0.845
     ("scribble", "mIoU"): 0.81,  # 0.877

@@ -11,7 +11,15 @@ import math
 import numpy as np
 import pytest
 
-from glee.data.masks import box_iou, decode_segmentation, encode_rle, mask_cover, mask_iou
+from glee.data.masks import (
+    box_iou,
+    decode_segmentation,
+    encode_rle,
+    mask_box,
+    mask_boxes,
+    mask_cover,
+    mask_iou,
+)
 from glee.data.readers import load_rgb
 from glee.evaluation.coco import coco_ap, colour_phrase_gt, has_colours, result_to_detections
 from glee.evaluation.iou import mask_pair_iou, xyxy_to_xywh
@@ -59,6 +67,14 @@ def test_mask_iou_matrix():
     np.testing.assert_allclose(mask_cover(a, b), [[1.0, 0.0, 0.5], [0.5, 0.5, 0.25]])
     np.testing.assert_allclose(mask_cover(b, a)[2], [1.0, 0.5])
     assert mask_cover(np.zeros((1, 64, 64), bool), a[:, :64, :64])[0].tolist() == [0.0, 0.0]
+
+
+def test_mask_boxes_are_tight_boxes_with_exclusive_ends_and_zero_for_empty_masks():
+    masks = np.stack([rect(2, 5, 3, 9), np.zeros((64, 64), bool), rect(63, 64, 63, 64)])
+    np.testing.assert_array_equal(mask_boxes(masks), [[3, 2, 9, 5], [0, 0, 0, 0], [63, 63, 64, 64]])
+    assert mask_box(masks[0]) == (3, 2, 9, 5)
+    with pytest.raises(ValueError, match="empty mask"):
+        mask_box(masks[1])
 
 
 def test_mask_pair_iou_empty_conventions():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from glee.data.masks import box_iou
+from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
@@ -71,7 +71,12 @@ def predictor() -> GleePredictor:
 def test_detect_maps_boxes_and_masks_to_original_pixels(predictor: GleePredictor) -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (300, 450, 3), dtype=np.uint8)
-    res = predictor.detect(image, ["circle", "red square"], score_threshold=0.0, max_detections=7)
+    demo = predictor.cfg
+    try:
+        predictor.cfg = dataclasses.replace(demo, box_from_mask=False)  # the model's own (regressed) boxes
+        res = predictor.detect(image, ["circle", "red square"], score_threshold=0.0, max_detections=7)
+    finally:
+        predictor.cfg = demo
     assert len(res) == 7
     assert res.masks.shape == (7, 300, 450) and res.masks.dtype == bool
     assert res.boxes.shape == (7, 4) and res.track_embeds.shape == (7, predictor.embed_dim)
@@ -240,7 +245,8 @@ def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor
     demo = predictor.cfg
     # Without NMS: the crop changes mask scores, so NMS could keep other queries in the two runs.
     try:
-        predictor.cfg = dataclasses.replace(demo, mask_box_margin=None, detection_nms_iou=None)
+        official_post = {"mask_box_margin": None, "detection_nms_iou": None, "box_from_mask": False}
+        predictor.cfg = dataclasses.replace(demo, **official_post)
         official = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
         predictor.cfg = dataclasses.replace(demo, detection_nms_iou=None)
         cropped = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
@@ -256,6 +262,28 @@ def test_demo_crops_masks_to_their_boxes_and_lite_keeps_official_masks(predictor
         assert np.array_equal(masks[q], mask & inside)
         spilled += int((mask & ~inside).sum())
     assert spilled > 0  # random weights leak masks out of their boxes, so the crop is exercised
+
+
+def test_demo_reports_mask_boxes_and_lite_keeps_regressed_boxes(predictor: GleePredictor) -> None:
+    assert not get_config("lite").box_from_mask and not get_config("lite_stage1").box_from_mask
+    assert predictor.cfg.box_from_mask and get_config("demo").box_from_mask
+    image = np.random.default_rng(4).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    demo = predictor.cfg
+    try:
+        predictor.cfg = dataclasses.replace(demo, detection_nms_iou=None)
+        from_masks = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+        predictor.cfg = dataclasses.replace(demo, detection_nms_iou=None, box_from_mask=False)
+        regressed = predictor.detect(image, ["object"], score_threshold=0.0, max_detections=20)
+    finally:
+        predictor.cfg = demo
+    np.testing.assert_array_equal(from_masks.query_index, regressed.query_index)
+    np.testing.assert_array_equal(from_masks.masks, regressed.masks)
+    filled = from_masks.masks.any((1, 2))
+    assert filled.any()
+    for box, mask in zip(from_masks.boxes[filled], from_masks.masks[filled], strict=True):
+        np.testing.assert_array_equal(box, mask_box(mask))
+    np.testing.assert_array_equal(from_masks.boxes[~filled], regressed.boxes[~filled])
+    assert not np.allclose(from_masks.boxes[filled], regressed.boxes[filled])
 
 
 def test_demo_drops_duplicate_detections_and_lite_keeps_them(predictor: GleePredictor) -> None:

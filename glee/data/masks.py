@@ -11,9 +11,21 @@ from pycocotools import mask as mask_utils
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight xyxy box of a non-empty mask in continuous pixel coordinates (x1, y1 exclusive)."""
-    rows = np.flatnonzero(mask.any(1))
-    cols = np.flatnonzero(mask.any(0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    if not mask.any():
+        raise ValueError("an empty mask has no box")
+    x0, y0, x1, y1 = mask_boxes(mask[None])[0]
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """[N, 4] float32 tight xyxy boxes of bool masks [N, H, W] (as :func:`mask_box`); zeros for empty ones."""
+    h, w = masks.shape[1:]
+    cols, rows = masks.any(1), masks.any(2)
+    boxes = np.stack(
+        [cols.argmax(1), rows.argmax(1), w - cols[:, ::-1].argmax(1), h - rows[:, ::-1].argmax(1)], 1
+    ).astype(np.float32)
+    boxes[~cols.any(1)] = 0
+    return boxes
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -3,11 +3,11 @@
 Inputs are numpy HxWx3 uint8 RGB arrays or PIL images; outputs are :class:`ImageResult` in original
 image pixels. Post-processing follows the official inference path: no NMS, top-K over query x class,
 final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
-prompts (a config may re-rank visual-prompt candidates by how well their masks fit the prompt:
-``GleeConfig.prompt_rerank``, on for the demo model, off for the official variants; it may also crop
-masks to their boxes: ``GleeConfig.mask_box_margin``, and drop duplicate detections by box NMS:
-``GleeConfig.detection_nms_iou``). Masks are computed only for the kept queries,
-never for all queries at full resolution.
+prompts, regressed boxes. A config may change four of those for a small model (all off for the official
+variants, on for the demo model): re-rank visual-prompt candidates by how well their masks fit the prompt
+(``GleeConfig.prompt_rerank``), crop masks to their boxes (``mask_box_margin``), drop duplicate detections
+by box NMS (``detection_nms_iou``) and report each box as its mask's tight box (``box_from_mask``). Masks
+are computed only for the kept queries, never for all queries at full resolution.
 
 ``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
 """
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from glee.data.masks import box_iou
+from glee.data.masks import box_iou, mask_boxes
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
@@ -304,11 +304,16 @@ class GleePredictor:
         scores = probs * mask_score[inverse]
         order = torch.argsort(scores, descending=True, stable=True)
         inv = inverse[order]
+        out_masks = masks[inv].cpu().numpy()
+        out_boxes = boxes[inv].float().cpu().numpy()
+        if self.cfg.box_from_mask:
+            filled = out_masks.any((1, 2))
+            out_boxes[filled] = mask_boxes(out_masks[filled])
         return ImageResult(
-            boxes=boxes[inv].float().cpu().numpy(),
+            boxes=out_boxes,
             scores=scores[order].float().cpu().numpy(),
             labels=[labels[int(i)] for i in order],
-            masks=masks[inv].cpu().numpy(),
+            masks=out_masks,
             track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
             query_index=unique[inv].cpu().numpy().astype(np.int64),
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from glee.data.masks import box_iou, mask_box
+from glee.data.masks import box_iou, mask_boxes
 
 SCRIBBLE_WIDTH = 3
 
@@ -147,8 +147,7 @@ def prompt_agreement(kind: str, prompt: dict, masks: np.ndarray) -> np.ndarray:
             score = score * (1 - inside[:, labels == 0].mean(1))
         return score.astype(np.float32)
     if kind == "box":
-        boxes = np.array([mask_box(m) if m.any() else (0, 0, 0, 0) for m in masks], np.float64)
-        return box_iou(boxes, prompt["box"])[:, 0].astype(np.float32)
+        return box_iou(mask_boxes(masks), prompt["box"])[:, 0].astype(np.float32)
     target = rasterize(kind, prompt, (1.0, 1.0), (h, w)).positive
     inter = (masks & target).reshape(n, -1).sum(1)
     if kind == "scribble":
