@@ -304,16 +304,18 @@ class GleePredictor:
         scores = probs * mask_score[inverse]
         order = torch.argsort(scores, descending=True, stable=True)
         inv = inverse[order]
-        out_masks = masks[inv].cpu().numpy()
-        out_boxes = boxes[inv].float().cpu().numpy()
+        # Per unique query (a query listed under several labels has one mask and one box), then per row.
+        query_masks = masks.cpu().numpy()
+        query_boxes = boxes.float().cpu().numpy()
         if self.cfg.box_from_mask:
-            filled = out_masks.any((1, 2))
-            out_boxes[filled] = mask_boxes(out_masks[filled])
+            filled = query_masks.any((1, 2))
+            query_boxes[filled] = mask_boxes(query_masks[filled])
+        rows = inv.cpu().numpy()
         return ImageResult(
-            boxes=out_boxes,
+            boxes=query_boxes[rows],
             scores=scores[order].float().cpu().numpy(),
             labels=[labels[int(i)] for i in order],
-            masks=out_masks,
+            masks=query_masks[rows],
             track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
             query_index=unique[inv].cpu().numpy().astype(np.int64),
         )
