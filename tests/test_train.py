@@ -197,6 +197,24 @@ def test_vocabulary_loss_prefers_the_right_name() -> None:
     assert right < 0.01 < wrong
 
 
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("linear", [1e-3, 7.5e-4, 5e-4, 2.5e-4]), ("step", [1e-3, 1e-3, 1e-4, 1e-4])],
+)
+def test_learning_rate_schedules(
+    data: list[Path], tmp_path: Path, schedule: str, expected: list[float]
+) -> None:
+    cfg = _config(max_steps=4, lr_schedule=schedule, lr_drop_at=0.5, lr_drop_factor=0.1)
+    Trainer(cfg, data, tmp_path, echo=lambda s: None).fit()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["lr"] for e in log] == pytest.approx(expected)
+
+
+def test_linear_schedule_needs_a_budget() -> None:
+    with pytest.raises(ValueError, match="budget"):
+        _config(max_steps=0, lr_schedule="linear")
+
+
 def test_checkpoint_resumes_and_exports(data: list[Path], tmp_path: Path) -> None:
     first = Trainer(_config(max_steps=2), data, tmp_path, echo=lambda s: None)
     first.fit()

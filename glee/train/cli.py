@@ -42,7 +42,7 @@ def train_command(
 
     cfg = TrainConfig.load(config)
     updates = {k: v for k, v in (("max_minutes", max_minutes), ("max_steps", max_steps)) if v is not None}
-    cfg = cfg.model_copy(update=updates)
+    cfg = TrainConfig.model_validate({**cfg.model_dump(), **updates})
     trainer = Trainer(cfg, data, out, init=init, resume=resume, echo=lambda s: typer.echo(s, err=True))
     final = trainer.fit()
     minutes = trainer.elapsed / 60

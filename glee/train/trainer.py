@@ -83,10 +83,14 @@ class Trainer:
         return max(parts) if parts else 0.0
 
     def _set_lr(self) -> None:
-        if not self.dropped and self._fraction() >= self.cfg.lr_drop_at:
-            self.dropped = True
-            self.echo(f"step {self.step}: learning rate x{self.cfg.lr_drop_factor}")
-        lr = self.cfg.lr * (self.cfg.lr_drop_factor if self.dropped else 1.0)
+        fraction = self._fraction()
+        if self.cfg.lr_schedule == "linear":
+            lr = self.cfg.lr * max(0.0, 1.0 - fraction)
+        else:
+            if not self.dropped and fraction >= self.cfg.lr_drop_at:
+                self.dropped = True
+                self.echo(f"step {self.step}: learning rate x{self.cfg.lr_drop_factor}")
+            lr = self.cfg.lr * (self.cfg.lr_drop_factor if self.dropped else 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
