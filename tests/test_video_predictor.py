@@ -390,7 +390,6 @@ def demo_model() -> VideoPredictor:
     return VideoPredictor.load()
 
 
-@pytest.mark.below_target
 def test_demo_model_keeps_ids_through_crossing(demo_model: VideoPredictor) -> None:
     clip = crossing_clip()
     results = demo_model.run(clip.frames, categories=["square", "circle", "triangle"])
