@@ -682,7 +682,9 @@ def test_evaluate_videos_end_to_end(video_dataset):
     """Tracking: 14 GT detections all found; video 2's object changes id once.
     CLEAR: TP 14, IDSW 1 -> MOTA 13/14. Identity: IDTP 10 + 2, IDFN 2, IDFP 2 -> IDF1 = 12/14.
     HOTA: DetA 1, AssA = (10 * 1 + 4 * 0.5) / 14 -> HOTA = sqrt(6/7).
-    RVOS: 4 expressions, "the only object" unanswered (J = F = 0 on its 4 non-empty frames) -> 0.75.
+    RVOS: 4 expressions, "the only object" unanswered (J = F = 0 on its 4 non-empty frames) -> 0.75;
+    the three colour-shape expressions are right from the first frame on, "the only object" (kind other)
+    is not.
     VOS: the 3 objects visible in frame 0 (the star enters later), all perfect -> 1.
     """
     from glee.evaluation.videos import evaluate_videos
@@ -695,7 +697,12 @@ def test_evaluate_videos_end_to_end(video_dataset):
     assert track["MOTA"] == pytest.approx(13 / 14)
     assert track["IDF1"] == pytest.approx(12 / 14)
     assert track["HOTA"] == pytest.approx(math.sqrt(6 / 7))
-    assert out["rvos"] == {"J": 0.75, "F": 0.75, "J&F": 0.75, "count": 4}
+    perfect = {"J": 1.0, "F": 1.0, "J&F": 1.0, "count": 3}
+    missed = {"J": 0.0, "F": 0.0, "J&F": 0.0, "count": 1}
+    assert out["rvos"] == {
+        "J": 0.75, "F": 0.75, "J&F": 0.75, "count": 4, "first_frame_accuracy": 0.75,
+        "by_kind": {"colour_shape": perfect, "other": missed},
+    }  # fmt: skip
     assert out["vos"] == {"J": 1.0, "F": 1.0, "J&F": 1.0, "count": 3}
     json.dumps(out)
 

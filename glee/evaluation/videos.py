@@ -16,10 +16,14 @@ import numpy as np
 
 from glee.data.masks import mask_iou
 from glee.data.readers import VideoObject, YtvisDataset
+from glee.evaluation.iou import mask_pair_iou
+from glee.evaluation.referring import expression_kind
 from glee.evaluation.tracking import TrackFrame, tracking_metrics
 from glee.evaluation.vos import DEFAULT_BOUND_TH, j_and_f, mean_j_and_f
 
 VIDEO_TASKS = ("track", "rvos", "vos")
+# An RVOS answer "found the referent" on the first frame at this mask IoU (REC's accuracy@0.5 on frame 0).
+FIRST_FRAME_IOU = 0.5
 
 
 class FrameOutput(Protocol):
@@ -85,7 +89,9 @@ def evaluate_videos(
     """Run ``tasks`` on the first ``limit`` videos of the file; return the metrics as a JSON-ready dict.
 
     track -> MOTA / IDF1 / HOTA (class-agnostic, mask IoU >= 0.5), the model queried with the shape names;
-    rvos -> J&F per (object, expression) over all frames, the top-1 mask of each frame;
+    rvos -> J&F per (object, expression) over all frames, the top-1 mask of each frame; also per
+    expression kind (``expression_kind``) and the share of expressions whose first-frame mask reaches
+    IoU 0.5, which separates grounding errors (the wrong object from the start) from following errors;
     vos -> J&F per object present in the first frame, prompted with its first-frame mask as
     ``{object_id: {"mask": ...}}`` (ids 1..n); the given first frame is not scored.
     """
@@ -99,6 +105,8 @@ def evaluate_videos(
 
     track_sequences: list[list[TrackFrame]] = []
     rvos: list[dict[str, float]] = []
+    rvos_kinds: list[str] = []
+    rvos_first_hits: list[bool] = []
     vos: list[dict[str, float]] = []
     for index in progress(range(count)):
         video = dataset.get(index)
@@ -111,7 +119,10 @@ def evaluate_videos(
                 gt_masks = [_mask_or_empty(m, h, w) for m in obj.masks]
                 for expression in obj.expressions:
                     outputs = video_predictor.run(frames, task="rvos", expression=expression)
-                    rvos.append(j_and_f([_track_mask(o, None, h, w) for o in outputs], gt_masks, bound_th))
+                    pred = [_track_mask(o, None, h, w) for o in outputs]
+                    rvos.append(j_and_f(pred, gt_masks, bound_th))
+                    rvos_kinds.append(expression_kind(expression))
+                    rvos_first_hits.append(mask_pair_iou(pred[0], gt_masks[0]) >= FIRST_FRAME_IOU)
         first = [o for o in video.objects if o.masks[0] is not None]
         if "vos" in tasks and first and len(frames) > 1:
             # Explicit object ids (1..n) so that no convention on how ids are assigned is assumed.
@@ -125,7 +136,20 @@ def evaluate_videos(
     if "track" in tasks:
         out["track"] = tracking_metrics(track_sequences) if track_sequences else {"skipped": "no videos"}
     if "rvos" in tasks:
-        out["rvos"] = mean_j_and_f(rvos)
+        out["rvos"] = _rvos_summary(rvos, rvos_kinds, rvos_first_hits)
     if "vos" in tasks:
         out["vos"] = mean_j_and_f(vos)
+    return out
+
+
+def _rvos_summary(
+    per_expression: Sequence[dict[str, float]], kinds: Sequence[str], first_hits: Sequence[bool]
+) -> dict[str, Any]:
+    """Dataset J&F, the first-frame accuracy and J&F per expression kind."""
+    out: dict[str, Any] = dict(mean_j_and_f(per_expression))
+    out["first_frame_accuracy"] = float(np.mean(first_hits)) if len(first_hits) else None
+    out["by_kind"] = {
+        kind: mean_j_and_f([r for r, k in zip(per_expression, kinds, strict=True) if k == kind])
+        for kind in sorted(set(kinds))
+    }
     return out
