@@ -635,6 +635,7 @@ class FakeVideoPredictor:
 
     def __init__(self, frames_dir) -> None:
         self.video_of = {load_rgb(frames_dir / f"v{v}/00000.png").tobytes(): v for v in VIDEO_OBJECTS}
+        self.thresholds: set[float] = set()
 
     def frames_for(self, rows: list[tuple[int, np.ndarray]], index: int):
         from glee.model.video_predictor import FrameResult
@@ -650,7 +651,8 @@ class FakeVideoPredictor:
             frame_index=index,
         )
 
-    def run(self, frames, task="track", categories=None, expression=None, prompts=None):
+    def run(self, frames, task="track", categories=None, expression=None, prompts=None, score_threshold=0.3):
+        self.thresholds.add(score_threshold)
         video = self.video_of[frames[0].tobytes()]
         objects = VIDEO_OBJECTS[video]
         gt = {
@@ -762,16 +764,20 @@ def test_cli_eval_images_and_videos(image_dataset, video_dataset, tmp_path, monk
     assert bad.exit_code == 2
 
     vpath, frames_dir, _ = video_dataset
-    monkeypatch.setattr(
-        VideoPredictor,
-        "load",
-        classmethod(lambda cls, name=None, device="cpu": FakeVideoPredictor(frames_dir)),
-    )
-    res = runner.invoke(
-        app, ["eval", str(vpath), "--images", str(frames_dir), "--tasks", "vos", "--out", str(out_json)]
-    )
+    fake = FakeVideoPredictor(frames_dir)
+    monkeypatch.setattr(VideoPredictor, "load", classmethod(lambda cls, name=None, device="cpu": fake))
+    video_args = ["eval", str(vpath), "--images", str(frames_dir), "--out", str(out_json)]
+    res = runner.invoke(app, [*video_args, "--tasks", "vos"])
     assert res.exit_code == 0, res.output
-    assert json.loads(out_json.read_text())["vos"]["J&F"] == pytest.approx(1.0)
+    record = json.loads(out_json.read_text())
+    assert record["vos"]["J&F"] == pytest.approx(1.0) and "score_threshold" not in record
+    assert fake.thresholds == {0.3}  # the predictor's own default
+    res = runner.invoke(app, [*video_args, "--tasks", "track,rvos", "--score-threshold", "0.35"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out_json.read_text())["score_threshold"] == 0.35 and fake.thresholds == {0.3, 0.35}
+    assert runner.invoke(app, [*video_args, "--score-threshold", "1.5"]).exit_code == 2
+    image_threshold = runner.invoke(app, [*args, "--score-threshold", "0.5"])
+    assert image_threshold.exit_code == 2 and "applies to video datasets" in image_threshold.output
 
 
 def test_boundary_map_matches_trackeval_davis_reference():

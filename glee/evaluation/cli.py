@@ -62,6 +62,14 @@ def eval_command(
         int | None, typer.Option(min=1, help="Evaluate only the first N images / videos.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the visual-prompt sampling.")] = 0,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Videos: the sessions' score threshold (births, RVOS acquisition; default 0.3).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="Torch device of the model (cpu, cuda, cuda:1...).")] = "cpu",
     out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
@@ -77,6 +85,9 @@ def eval_command(
     if chosen is not None and not set(chosen) <= set(allowed):
         _err.print(f"tasks for this dataset: {','.join(allowed)}", markup=False, highlight=False)
         raise typer.Exit(2)
+    if score_threshold is not None and not is_video:
+        _err.print("--score-threshold applies to video datasets (image AP ranks every detection)")
+        raise typer.Exit(2)
 
     def progress(items: Iterable[Any]) -> Iterable[Any]:
         return track(items, description="evaluating", console=_err, transient=True)
@@ -91,6 +102,7 @@ def eval_command(
             chosen or VIDEO_TASKS,
             limit,
             progress=progress,
+            score_threshold=score_threshold,
         )
     else:
         from glee.model import GleePredictor
@@ -105,6 +117,8 @@ def eval_command(
             progress=progress,
         )
     record = {"dataset": str(dataset_json), "model": model, **results}
+    if score_threshold is not None:
+        record["score_threshold"] = score_threshold
     _out.print(results_table(f"{dataset_json.name} ({model or 'embedded demo model'})", results))
     if out is not None:
         out.write_text(json.dumps(record, indent=2) + "\n")

@@ -43,6 +43,7 @@ class VideoPredictorLike(Protocol):
         categories: list[str] | None = ...,
         expression: str | None = ...,
         prompts: Any = ...,
+        score_threshold: float = ...,
     ) -> Sequence[FrameOutput]: ...
 
 
@@ -85,8 +86,12 @@ def evaluate_videos(
     limit: int | None = None,
     bound_th: float = DEFAULT_BOUND_TH,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
+    score_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Run ``tasks`` on the first ``limit`` videos of the file; return the metrics as a JSON-ready dict.
+
+    ``score_threshold`` is handed to every ``run`` (the predictor's default when None): the threshold a
+    model's scores need differs from model to model, and tracking metrics depend on it.
 
     track -> MOTA / IDF1 / HOTA (class-agnostic, mask IoU >= 0.5), the model queried with the shape names;
     rvos -> J&F per (object, expression) over all frames, the top-1 mask of each frame; also per
@@ -102,6 +107,7 @@ def evaluate_videos(
     dataset = YtvisDataset(ytvis_json_path, frame_root=frames_dir)
     categories = [dataset.categories[i] for i in sorted(dataset.categories)]
     count = min(len(dataset), limit or len(dataset))
+    options = {} if score_threshold is None else {"score_threshold": score_threshold}
 
     track_sequences: list[list[TrackFrame]] = []
     rvos: list[dict[str, float]] = []
@@ -112,13 +118,13 @@ def evaluate_videos(
         video = dataset.get(index)
         h, w, frames = video.height, video.width, video.frames
         if "track" in tasks:
-            outputs = video_predictor.run(frames, task="track", categories=categories)
+            outputs = video_predictor.run(frames, task="track", categories=categories, **options)
             track_sequences.append(_track_frames(video.objects, outputs, h, w))
         if "rvos" in tasks:
             for obj in video.objects:
                 gt_masks = [_mask_or_empty(m, h, w) for m in obj.masks]
                 for expression in obj.expressions:
-                    outputs = video_predictor.run(frames, task="rvos", expression=expression)
+                    outputs = video_predictor.run(frames, task="rvos", expression=expression, **options)
                     pred = [_track_mask(o, None, h, w) for o in outputs]
                     rvos.append(j_and_f(pred, gt_masks, bound_th))
                     rvos_kinds.append(expression_kind(expression))
@@ -127,7 +133,7 @@ def evaluate_videos(
         if "vos" in tasks and first and len(frames) > 1:
             # Explicit object ids (1..n) so that no convention on how ids are assigned is assumed.
             prompts = {k: {"mask": o.masks[0]} for k, o in enumerate(first, start=1)}
-            outputs = video_predictor.run(frames, task="vos", prompts=prompts)
+            outputs = video_predictor.run(frames, task="vos", prompts=prompts, **options)
             for k, obj in enumerate(first, start=1):
                 pred = [_track_mask(o, k, h, w) for o in outputs[1:]]
                 vos.append(j_and_f(pred, [_mask_or_empty(m, h, w) for m in obj.masks[1:]], bound_th))
