@@ -85,7 +85,6 @@ def test_predictor_finds_segments_and_grounds_the_right_objects(
         assert mask_pair_iou(answer.masks[0], scene.masks[name]) >= MIN_IOU, name
 
 
-@pytest.mark.below_target
 def test_predictor_names_shapes_and_reads_relations(predictor: GleePredictor, shapes_scene: Callable) -> None:
     scene = shapes_scene(0)
     # One detection per object: the official post-processing has no NMS, so duplicates must be learnt away.

@@ -195,6 +195,36 @@ def test_class_logit_modes_keep_lite_official_and_make_demo_a_scaled_cosine() ->
     torch.testing.assert_close(sentence, logits[..., :1])
 
 
+def test_grounding_box_term_starts_as_plain_glee_and_can_pick_the_leftmost_match() -> None:
+    """Lite has no box term; the demo's starts at zero, and a learned one ranks equal matches by position."""
+    from glee.model.object_decoder import BOX_FEATURES, QueryPrompt
+
+    assert not any("ground_box" in k for k in build_glee("lite").state_dict())
+    torch.manual_seed(0)
+    demo = build_glee("demo").predictor
+    sentence = torch.randn(1, 128)
+    proj = sentence[:, None].repeat(1, 4, 1)  # four queries that match the sentence equally
+    proj[:, 3] = -sentence  # and one that does not
+    boxes = torch.tensor([[[x, 0.5, 0.1, 0.1] for x in (0.6, 0.3, 0.8, 0.05)]])
+    # Two sentence slots, the second padding: only real tokens add to the term.
+    tokens, token_mask = torch.randn(1, 2, 128), torch.tensor([[True, False]])
+    prompt = QueryPrompt(sentence=sentence, sentence_tokens=tokens, sentence_mask=token_mask)
+    plain = demo.class_logits(proj, prompt)
+    torch.testing.assert_close(demo.class_logits(proj, prompt, boxes), plain)
+    with torch.no_grad():
+        # Each token says "further left is better".
+        demo.ground_box.layers[-1].bias[BOX_FEATURES.index("cx")] = -0.05
+    logits = demo.class_logits(proj, prompt, boxes)[0, :, 0]
+    assert logits.argmax().item() == 1  # the leftmost of the matching queries, not the leftmost query
+    # The term is scaled like the cosine logits: 0.3 of the image width at weight 0.05 is 0.015 / 0.07.
+    torch.testing.assert_close(logits[1] - logits[0], torch.tensor(0.015 / 0.07), rtol=1e-4, atol=1e-4)
+    # Category prompts never get it.
+    categories = QueryPrompt(
+        class_embeddings=sentence[:, None], sentence_tokens=tokens, sentence_mask=token_mask
+    )
+    torch.testing.assert_close(demo.class_logits(proj, categories, boxes), plain)
+
+
 def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:
     h, w = 40, 50
     masks = np.zeros((3, h, w), bool)

@@ -175,6 +175,7 @@ class GleeModel(nn.Module):
                 [p.grounding_tokens for p in prompts], [p.grounding_mask for p in prompts]
             )
             qp.tokens, qp.token_masks, qp.tokens_per_layer = [tokens], [mask], [0] * n_layers
+            qp.sentence_tokens, qp.sentence_mask = tokens, mask
         else:
             qp.class_embeddings, qp.class_mask = _pad_sequences([p.class_embeddings for p in prompts])
         if visual is not None:

@@ -28,6 +28,8 @@ from glee.model.pixel_decoder import level_geometry
 
 # Logit of the focal-loss prior 0.01 (RetinaNet's initial bias): what from-scratch heads start at.
 FOCAL_PRIOR_LOGIT = -math.log(99.0)
+# What the grounding box term reads of a query's box (``ObjectDecoder.box_term``).
+BOX_FEATURES = ("cx", "cy", "w", "h", "sqrt_area")
 
 
 @dataclass
@@ -35,7 +37,8 @@ class QueryPrompt:
     """What the queries are matched against.
 
     class_embeddings [B, C, D] with class_mask [B, C] (False = padding class, for batched vocabularies);
-    sentence [B, D] (grounding: logits are against the sentence, class_embeddings unused);
+    sentence [B, D] (grounding: logits are against the sentence, class_embeddings unused) and its tokens
+    sentence_tokens [B, T, D] with sentence_mask [B, T] (True = real; read by the grounding box term);
     tokens: per decoder layer the extra self-attention tokens [B, T, D] with token_mask [B, T]
     (True = real); ``tokens_per_layer`` maps layer k to an index into ``tokens``.
     select_by_confidence: visual-prompt mode ranks proposals with the confidence head.
@@ -44,6 +47,8 @@ class QueryPrompt:
     class_embeddings: Tensor | None = None
     class_mask: Tensor | None = None
     sentence: Tensor | None = None
+    sentence_tokens: Tensor | None = None
+    sentence_mask: Tensor | None = None
     tokens: list[Tensor] = field(default_factory=list)
     token_masks: list[Tensor] = field(default_factory=list)
     tokens_per_layer: list[int] = field(default_factory=list)
@@ -159,6 +164,13 @@ class ObjectDecoder(nn.Module):
             # CLIP's initial temperature 1/0.07 and the same focal prior.
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
             self.logit_bias = nn.Parameter(torch.tensor(FOCAL_PRIOR_LOGIT))
+        self.ground_box: MLP | None = None
+        if cfg.ground_box_term:
+            # Zero-initialised: a model starts as plain GLEE grounding and learns how each sentence weighs
+            # position and size.
+            self.ground_box = MLP(d, d, len(BOX_FEATURES), 2)
+            nn.init.zeros_(self.ground_box.layers[-1].weight)
+            nn.init.zeros_(self.ground_box.layers[-1].bias)
 
     def similarity(self, proj: Tensor, embeds: Tensor) -> Tensor:
         """[B, Q, N] logits of projected queries [B, Q, D] against embeddings [B, N, D]: the official raw
@@ -170,20 +182,40 @@ class ObjectDecoder(nn.Module):
             logits = logits * self.logit_scale.exp() + self.logit_bias
         return logits
 
-    def class_logits(self, proj: Tensor, prompt: QueryPrompt) -> Tensor:
-        """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings."""
+    def class_logits(self, proj: Tensor, prompt: QueryPrompt, boxes: Tensor | None = None) -> Tensor:
+        """[B, Q, C] logits of projected queries against the sentence (C = 1) or the class embeddings;
+        with ``ground_box_term`` and the queries' boxes [B, Q, 4], grounding adds the box term."""
         embeds = prompt.sentence[:, None] if prompt.sentence is not None else prompt.class_embeddings
         logits = self.similarity(proj, embeds)
         if prompt.sentence is None and prompt.class_mask is not None:
             logits = logits.masked_fill(~prompt.class_mask[:, None, :], float("-inf"))
+        grounding = prompt.sentence is not None and prompt.sentence_tokens is not None
+        if grounding and self.ground_box is not None and boxes is not None:
+            logits = logits + self.box_term(prompt.sentence_tokens, prompt.sentence_mask, boxes)[..., None]
         return logits
+
+    def box_term(self, tokens: Tensor, mask: Tensor | None, boxes: Tensor) -> Tensor:
+        """[B, Q] sentence-conditioned linear score of each query's box [B, Q, 4] (cxcywh in 0..1).
+
+        The feature weights are a sum over the sentence's tokens [B, T, D] (mask [B, T], True = real) of a
+        per-token MLP: the pooled sentence barely tells "leftmost" from "rightmost" (cosine 0.92 in v8),
+        while a word's own token does. Scaled like the cosine logits, so that a position difference of a
+        tenth of the image can outweigh a small content difference.
+        """
+        cx, cy, w, h = boxes.unbind(-1)
+        features = torch.stack([cx - 0.5, cy - 0.5, w, h, (w * h).clamp_min(0).sqrt()], -1)
+        per_token = self.ground_box(tokens)
+        if mask is not None:
+            per_token = per_token * mask[..., None].to(per_token.dtype)
+        scale = self.logit_scale.exp() if self.cosine_logits else 1.0
+        return torch.einsum("bqf,bf->bq", features, per_token.sum(1)) * scale
 
     def heads(self, hidden: Tensor, prompt: QueryPrompt, boxes: Tensor) -> LayerPrediction:
         """All head outputs of a single-normed hidden state (normed once more here) and its boxes."""
         d = self.decoder_norm(hidden)
         proj = d @ self.category_embed
         return LayerPrediction(
-            self.class_logits(proj, prompt), self.confidence_score(d), self.mask_embed(d), boxes, proj
+            self.class_logits(proj, prompt, boxes), self.confidence_score(d), self.mask_embed(d), boxes, proj
         )
 
     def forward(
