@@ -16,9 +16,9 @@ from glee.model.object_decoder import LayerPrediction
 from glee.model.predictor import GleePredictor
 from glee.train.cache import Cache, build_cache
 from glee.train.config import LossWeights, TaskMix, TrainConfig
-from glee.train.criterion import Criterion, Targets
+from glee.train.criterion import Criterion, Targets, matched_point_logits, point_features
 from glee.train.denoising import build_denoising
-from glee.train.losses import track_contrastive_loss
+from glee.train.losses import sample_at, track_contrastive_loss
 from glee.train.matcher import match
 from glee.train.tasks import TaskSampler, _describes, _flip_words
 from glee.train.trainer import CHECKPOINT, EXPORT, Trainer
@@ -119,6 +119,27 @@ def test_track_loss_prefers_matching_embeddings() -> None:
     good, n = track_contrastive_loss(keys, ids, torch.eye(3), ids, 0.1)
     bad, _ = track_contrastive_loss(keys, ids, torch.eye(3)[[1, 2, 0]], ids, 0.1)
     assert n == 3 and good < 0.01 < bad
+
+
+@pytest.mark.parametrize(
+    ("q", "j"),
+    [([5, 2, 9, 7], [2, 0, 3, 1]), ([10, 11, 12, 13, 14, 15, 16, 17], [0, 1, 2, 3] * 2), ([1, 2], [3, 0])],
+    ids=["hungarian", "denoising-groups", "some-targets"],
+)
+def test_point_logits_equal_sampling_the_full_mask_logits(q: list[int], j: list[int]) -> None:
+    """The trainer's mask loss reads features at the points instead of whole logit maps: same values."""
+    g = torch.Generator().manual_seed(0)
+    features, embeds = torch.randn(16, 20, 24, generator=g), torch.randn(30, 16, generator=g)
+    points = torch.rand(4, 50, 2, generator=g)
+    qt, jt = torch.tensor(q), torch.tensor(j)
+    logits, rows = matched_point_logits(embeds, qt, jt, point_features(features, points))
+    expected = sample_at(torch.einsum("qc,chw->qhw", embeds[qt], features), points[jt])
+    # rows may come reordered (target-major): compare each target's rows as a set
+    for t in set(j):
+        got = logits[rows == t]
+        want = expected[jt == t]
+        assert got.shape == want.shape
+        assert torch.allclose(got.sort(0).values, want.sort(0).values, atol=1e-5)
 
 
 def test_denoising_groups_cannot_see_each_other() -> None:

@@ -409,7 +409,6 @@ def test_demo_model_rvos_keeps_referent_despite_distractor(demo_model: VideoPred
     assert min(ious[-4:]) >= 0.5, ious
 
 
-@pytest.mark.below_target
 def test_demo_model_vos_follows_two_objects(demo_model: VideoPredictor) -> None:
     clip = vos_clip()
     prompts = {1: {"mask": clip.masks[0][0]}, 2: {"mask": clip.masks[1][0]}}

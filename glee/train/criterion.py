@@ -60,6 +60,32 @@ def mask_targets(
     return coords, sample_at(masks.float(), coords)
 
 
+def point_features(mask_features: Tensor, points: Tensor) -> Tensor:
+    """[C, n, P]: one image's mask features [C, H, W] sampled bilinearly at its targets' points [n, P, 2].
+
+    A query's mask logits are a linear map of the mask features and bilinear sampling is linear, so
+    ``embed @ point_features`` equals sampling the query's full mask logits at the points, without
+    computing whole [H, W] maps. Sampled once per step, it serves every layer's matched queries.
+    """
+    grid = points[None] * 2 - 1  # [1, n, P, 2], the pixel-centre convention of :func:`sample_at`
+    return F.grid_sample(mask_features[None], grid, mode="bilinear", align_corners=False)[0]
+
+
+def matched_point_logits(embeds: Tensor, q: Tensor, j: Tensor, feats: Tensor) -> tuple[Tensor, Tensor]:
+    """Mask logits [k, P] of queries ``q`` at the points of their targets ``j``, and the target of each row.
+
+    ``feats`` is :func:`point_features` [C, n, P]. Indexing it by ``j`` would make the backward pass
+    scatter into a zeroed copy of it for every layer; when every target is matched equally often (one
+    Hungarian match: once; denoising: once per group) the queries are reordered instead, target-major.
+    """
+    counts = torch.bincount(j, minlength=feats.shape[1])
+    if bool((counts == counts[0]).all()) and int(counts[0]) > 0:
+        order = torch.argsort(j, stable=True)
+        e = embeds[q[order]].view(feats.shape[1], int(counts[0]), -1)  # [n, g, C]
+        return torch.einsum("ngc,cnp->ngp", e, feats).flatten(0, 1), j[order]
+    return torch.einsum("nc,cnp->np", embeds[q], feats[:, j]), j
+
+
 class Criterion:
     def __init__(self, weights: LossWeights) -> None:
         self.w = weights
@@ -85,11 +111,14 @@ class Criterion:
         layers += [(f"aux{i}", slice_queries(p, n_dn, None), True) for i, p in enumerate(dec.aux)]
         layers.append(("last", dec.last, True))
         last_match = None
+        point_feats = [
+            point_features(f, t.points) for f, t in zip(out.mask_features.unbind(0), targets, strict=True)
+        ]
         for name, pred, with_masks in layers:
             indices = self._match(pred, targets, visual)
             self._add(
                 losses,
-                self._layer(pred, targets, indices, out.mask_features if with_masks else None, visual, num),
+                self._layer(pred, targets, indices, point_feats if with_masks else None, visual, num),
             )
             if name == "last":
                 last_match = indices
@@ -100,7 +129,7 @@ class Criterion:
             if dec.denoising is not None:
                 dn_layers.append(dec.denoising)
             for pred in dn_layers:
-                self._add(losses, self._denoising(pred, targets, plan, out.mask_features))
+                self._add(losses, self._denoising(pred, targets, plan, point_feats))
         if pairs and last_match is not None:
             losses["track"] = w.track * self._track(dec.track_embed, targets, last_match)
         return losses
@@ -161,7 +190,7 @@ class Criterion:
         pred: LayerPrediction,
         targets: list[Targets],
         indices: list[tuple[Tensor, Tensor]],
-        mask_features: Tensor | None,
+        point_feats: list[Tensor] | None,
         visual: bool,
         num: int,
     ) -> dict[str, Tensor]:
@@ -169,7 +198,7 @@ class Criterion:
         rows = [q for q, _ in indices]
         hot = [t.classes[j] for t, (_, j) in zip(targets, indices, strict=True)]
         out = {"cls": w.cls * self._class_loss(pred.logits, targets, rows, hot, num)}
-        out.update(self._geometry(pred, targets, indices, mask_features, num))
+        out.update(self._geometry(pred, targets, indices, point_feats, num))
         if visual:
             conf_target = torch.zeros_like(pred.scores)
             for b, q in enumerate(rows):
@@ -182,10 +211,11 @@ class Criterion:
         pred: LayerPrediction,
         targets: list[Targets],
         indices: list[tuple[Tensor, Tensor]],
-        mask_features: Tensor | None,
+        point_feats: list[Tensor] | None,
         num: int,
     ) -> dict[str, Tensor]:
-        """L1 + GIoU for matched boxes and point-sampled BCE + dice for their masks."""
+        """L1 + GIoU for matched boxes and point-sampled BCE + dice for their masks
+        (``point_feats``: :func:`point_features` of each image)."""
         w = self.w
         src = torch.cat([pred.boxes[b, q] for b, (q, _) in enumerate(indices)])
         dst = torch.cat([t.boxes[j] for t, (_, j) in zip(targets, indices, strict=True)])
@@ -193,20 +223,20 @@ class Criterion:
             "l1": w.l1 * F.l1_loss(src, dst, reduction="sum") / num,
             "giou": w.giou * (1 - generalized_iou(box_xyxy(src), box_xyxy(dst), pairwise=False)).sum() / num,
         }
-        if mask_features is not None:
+        if point_feats is not None:
             bce = dice = src.sum() * 0.0
             for b, (q, j) in enumerate(indices):
                 if len(q) == 0:
                     continue
-                logits = torch.einsum("qc,chw->qhw", pred.mask_embed[b, q], mask_features[b])
-                pb, pd = mask_losses(sample_at(logits, targets[b].points[j]), targets[b].point_labels[j])
+                logits, labels = matched_point_logits(pred.mask_embed[b], q, j, point_feats[b])
+                pb, pd = mask_losses(logits, targets[b].point_labels[labels])
                 bce, dice = bce + pb, dice + pd
             out["mask"] = w.mask * bce / num
             out["dice"] = w.dice * dice / num
         return out
 
     def _denoising(
-        self, pred: LayerPrediction, targets: list[Targets], plan: DenoisingPlan, mask_features: Tensor
+        self, pred: LayerPrediction, targets: list[Targets], plan: DenoisingPlan, point_feats: list[Tensor]
     ) -> dict[str, Tensor]:
         """Positive copies reconstruct their object; negative copies must score as background."""
         w = self.w
@@ -217,7 +247,7 @@ class Criterion:
         hot = [t.classes[j] for t, (_, j) in zip(targets, plan.positives, strict=True)]
         rows = [q for q, _ in plan.positives]
         out = {"dn_cls": w.cls * self._class_loss(pred.logits, targets, rows, hot, num, queries=valid)}
-        geo = self._geometry(pred, targets, plan.positives, mask_features, num)
+        geo = self._geometry(pred, targets, plan.positives, point_feats, num)
         return {**out, **{f"dn_{k}": v for k, v in geo.items()}}
 
     def _vocabulary(

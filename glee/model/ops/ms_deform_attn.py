@@ -46,7 +46,9 @@ def ms_deform_attn_reference(
     n, _, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
     grids = 2.0 * sampling_locations - 1.0
-    sampled = []
+    # [N, Lq, M, L, P] -> [L, N*M, 1, Lq, P], contiguous so that the product below runs over Lq*P at once
+    weights = attention_weights.permute(3, 0, 2, 1, 4).reshape(num_levels, n * m, 1, lq, num_points)
+    out = None
     for lvl in range(num_levels):
         h, w = int(spatial_shapes[lvl, 0]), int(spatial_shapes[lvl, 1])
         start = int(level_start_index[lvl])
@@ -54,12 +56,11 @@ def ms_deform_attn_reference(
         v = value[:, start : start + h * w].permute(0, 2, 3, 1).reshape(n * m, d, h, w)
         # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
-        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    # [N*M, D, Lq, L*P] weighted by [N*M, 1, Lq, L*P]
-    stacked = torch.stack(sampled, dim=-2).flatten(-2)
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * num_points)
-    out = (stacked * weights).sum(-1).view(n, m * d, lq)
-    return out.transpose(1, 2).contiguous()
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # Weighted per level and accumulated: no [N*M, D, Lq, L*P] stack (the step's largest tensor).
+        part = (sampled * weights[lvl]).sum(-1)  # [N*M, D, Lq]
+        out = part if out is None else out + part
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
 
 
 @torch.library.custom_op("glee::ms_deform_attn", mutates_args=())
