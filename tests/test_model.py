@@ -10,7 +10,7 @@ import torch
 
 from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
-from glee.model.predictor import resized_size
+from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 
 
@@ -244,6 +244,25 @@ def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:
     assert agree({"mask": masks[0]}) == [1.0, 0.0, 0.0]
 
 
+def test_rerank_lets_a_clearly_better_fit_beat_a_higher_score() -> None:
+    """A clearly better fit to the prompt wins over a higher score, a near-equal fit does not, ties go to
+    the score, and scores are not changed."""
+    from glee.model.predictor import _rerank
+    from glee.model.types import ImageResult
+
+    masks = np.zeros((5, 40, 50), bool)
+    masks[0, 5:20, 5:23] = True  # a confident neighbour: box IoU 0.61 with the prompt
+    masks[1, 5:20, 5:16] = True  # the prompted object's exact box, less confident
+    masks[2:4, 25:35, 30:40] = True  # two equal fits elsewhere (box IoU 0)
+    masks[4, 5:19, 5:16] = True  # a confident near-duplicate of the exact fit (box IoU 0.93)
+    scores = np.array([0.9, 0.5, 0.3, 0.4, 0.95], np.float32)
+    result = ImageResult(np.zeros((5, 4), np.float32), scores, list("abcde"), masks,
+                         np.zeros((5, 8), np.float32), np.arange(5))  # fmt: skip
+    ranked = _rerank(result, {"box": [5, 5, 16, 20]}, 5)
+    assert ranked.labels == ["e", "b", "a", "d", "c"]
+    np.testing.assert_array_equal(ranked.scores, scores[[4, 1, 0, 3, 2]])  # re-ordered, not re-scored
+
+
 def test_demo_reranks_visual_prompt_candidates_and_lite_keeps_official_ranking(
     predictor: GleePredictor,
 ) -> None:
@@ -259,7 +278,7 @@ def test_demo_reranks_visual_prompt_candidates_and_lite_keeps_official_ranking(
     finally:
         predictor.cfg = rerank
     kind, norm = validate_prompt(prompt, 160, 120)
-    ranked = candidates.scores * prompt_agreement(kind, norm, candidates.masks)
+    ranked = candidates.scores * prompt_agreement(kind, norm, candidates.masks) ** RERANK_FIT_POWER
     best = int(np.argmax(ranked))
     assert best != 0  # this image and box make the re-ranking change the official top-1
     top = predictor.segment(image, [prompt])[0]

@@ -72,8 +72,9 @@ class GleeConfig:
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256
-    # Visual prompts: re-rank the top ``prompt_rerank`` candidates by confidence x how well their mask fits
-    # the prompt (clicks inside, stroke covered, box IoU). 0 = the official top-1 by confidence.
+    # Visual prompts: re-rank the top ``prompt_rerank`` candidates by confidence x (how well their mask fits
+    # the prompt: clicks inside, stroke covered, box IoU) ** ``predictor.RERANK_FIT_POWER``. 0 = the official
+    # top-1 by confidence.
     prompt_rerank: int = 0
     # Crop every output mask to its predicted box grown by this fraction of the box size on each side.
     # None = the official masks (uncropped).
