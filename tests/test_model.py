@@ -225,6 +225,44 @@ def test_grounding_box_term_starts_as_plain_glee_and_can_pick_the_leftmost_match
     torch.testing.assert_close(demo.class_logits(proj, categories, boxes), plain)
 
 
+def test_grounding_relation_starts_as_plain_grounding_and_compares_candidates() -> None:
+    """Lite has no relation head; a zero-initialised one leaves grounding unchanged; a trained one changes a
+    query's grounding logit when *another* query's box moves (it sees the set), never category logits."""
+    assert not any("ground_relation" in k for k in build_glee("lite").state_dict())
+    cfg = get_config("demo")
+    torch.manual_seed(0)
+    plain = build_glee(cfg)
+    related = build_glee(dataclasses.replace(cfg, ground_relation_layers=1))
+    missing = related.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("predictor.ground_relation.") for k in missing)
+    pixels = torch.rand(1, 3, 64, 96) * 255
+    sentence = "the leftmost circle"
+    before = plain.forward_raw(pixels, expression=sentence)["pred_logits"]
+    torch.testing.assert_close(related.forward_raw(pixels, expression=sentence)["pred_logits"], before)
+
+    head = related.predictor.ground_relation
+    with torch.no_grad():
+        head.out.weight.normal_(0.0, 0.5)
+    after = related.forward_raw(pixels, expression=sentence)["pred_logits"]
+    assert (after - before).abs().max() > 1e-3
+    categories = ["circle", "red square"]
+    torch.testing.assert_close(
+        related.forward_raw(pixels, categories=categories)["pred_logits"],
+        plain.forward_raw(pixels, categories=categories)["pred_logits"],
+    )
+    # The change of query 0 depends on query 1's box: attention over the candidates, not a per-query score.
+    queries, logits = torch.randn(1, 3, 128), torch.zeros(1, 3)
+    boxes = torch.tensor([[[0.3, 0.5, 0.1, 0.1], [0.6, 0.5, 0.1, 0.1], [0.8, 0.2, 0.2, 0.1]]])
+    tokens, mask = torch.randn(1, 2, 128), torch.tensor([[True, False]])
+    first = head(queries, boxes, logits, 1.0, tokens, mask)
+    moved = boxes.clone()
+    moved[0, 1, 0] = 0.1
+    assert (head(queries, moved, logits, 1.0, tokens, mask)[0, 0] - first[0, 0]).abs() > 1e-4
+    # Padding tokens are not read.
+    tokens[0, 1] = 100.0
+    torch.testing.assert_close(head(queries, boxes, logits, 1.0, tokens, mask), first)
+
+
 def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:
     h, w = 40, 50
     masks = np.zeros((3, h, w), bool)

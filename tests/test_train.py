@@ -18,7 +18,7 @@ from glee.train.cache import Cache, build_cache
 from glee.train.config import LossWeights, TaskMix, TrainConfig
 from glee.train.criterion import Criterion, Targets, matched_point_logits, point_features
 from glee.train.denoising import build_denoising
-from glee.train.losses import sample_at, track_contrastive_loss
+from glee.train.losses import referring_loss, sample_at, track_contrastive_loss
 from glee.train.matcher import match
 from glee.train.tasks import TaskSampler, _describes, _flip_words
 from glee.train.trainer import CHECKPOINT, EXPORT, Trainer
@@ -192,6 +192,68 @@ def test_every_task_trains_one_step(data: list[Path], tmp_path: Path, vocabulary
         assert ("conf" in record) == (task == "visual")
         assert ("track" in record) == (task == "pairs")
         assert ("vocab" in record) == (vocabulary > 0)
+
+
+def test_trainable_prefixes_train_only_those_parameters(data: list[Path], tmp_path: Path) -> None:
+    """A new head trained on a frozen model: only its parameters move, batch-norm statistics stay."""
+    overrides = {**_config().model_overrides, "ground_relation_layers": 1}
+    head = "predictor.ground_relation"
+    cfg = _config(model_overrides=overrides, trainable=[head])
+    trainer = Trainer(cfg, data, tmp_path, echo=lambda s: None)
+    trainer.sampler.mix = TaskMix(detect=0.0, ground=1.0, visual=0.0, pairs=0.0)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert any("running_mean" in k for k in before)
+    for _ in range(2):
+        trainer.train_step(trainer.sampler.sample())
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(head) for k in changed), sorted(changed)[:5]
+    with pytest.raises(ValueError, match="no parameter"):
+        Trainer(_config(trainable=["predictor.no_such_head"]), data, tmp_path / "x", echo=lambda s: None)
+
+
+def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path], tmp_path: Path) -> None:
+    """The relation stage starts from a finished model, moves only the relation head, reports its held-out
+    top-1 accuracy and exports a model whose grounding uses the head."""
+    base = Trainer(_config(max_steps=1), data, tmp_path / "base", echo=lambda s: None)
+    base.fit()
+    overrides = {**_config().model_overrides, "ground_relation_layers": 1}
+    cfg = _config(
+        model_overrides=overrides, stage="relation", relation_samples=12, relation_holdout=0.25, max_steps=4
+    )
+    lines: list[str] = []
+    trainer = Trainer(cfg, data, tmp_path / "rel", init=tmp_path / "base" / EXPORT, echo=lines.append)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("predictor.ground_relation.") for k in changed), sorted(changed)[:5]
+    assert any("12 samples" in line or "9 samples to fit, 3 held out" in line for line in lines), lines
+    assert any(line.startswith("relation stage: held-out top-1") for line in lines), lines
+    exported = GleePredictor.load(tmp_path / "rel" / EXPORT)
+    assert exported.model.predictor.ground_relation is not None
+    with pytest.raises(ValueError, match="ground_relation_layers"):
+        Trainer(_config(stage="relation"), data, tmp_path / "x", echo=lambda s: None)
+
+
+def test_referring_loss_is_the_softmax_mass_missing_from_the_positives() -> None:
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    positive = torch.tensor([False, True, True, False])
+    mass = torch.softmax(logits, 0)[1:3].sum()
+    torch.testing.assert_close(referring_loss(logits, positive), -mass.log())
+    # Lower when a positive is the top-1 than when a negative outscores it; one value per row.
+    swapped = torch.tensor([1.0, 2.0, 0.0, -1.0])
+    both = referring_loss(torch.stack([logits, swapped]), torch.stack([positive, positive]))
+    assert both.shape == (2,) and both[1] < both[0]
+
+
+def test_grounding_steps_add_the_referring_loss_when_asked(data: list[Path], tmp_path: Path) -> None:
+    for refer in (0.0, 1.0):
+        trainer = Trainer(_config(loss={"refer": refer}), data, tmp_path / str(refer), echo=lambda s: None)
+        for task in ("ground", "detect"):
+            trainer.sampler.mix = TaskMix(
+                **{k: float(k == task) for k in ("detect", "ground", "visual", "pairs")}
+            )
+            record = trainer.train_step(trainer.sampler.sample())
+            assert ("refer" in record) == (refer > 0 and task == "ground"), (refer, task, record)
 
 
 def test_vocabulary_loss_prefers_the_right_name() -> None:

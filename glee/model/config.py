@@ -69,6 +69,10 @@ class GleeConfig:
     # GLEE (adds ``predictor.ground_box``). Top-1 of content match + a linear position score is exactly how a
     # superlative ("the leftmost circle", "the largest object") picks among objects that match its noun.
     ground_box_term: bool = False
+    # Grounding logits of the last layer's queries get a change from ``ground_relation_layers`` blocks of
+    # attention among the queries and to the sentence (``glee.model.relation``; not in GLEE, adds
+    # ``predictor.ground_relation``): superlatives and sides are relations within the set of candidates.
+    ground_relation_layers: int = 0
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256

@@ -15,7 +15,7 @@ Official behaviours kept (see the architecture notes, section 1.5):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +25,10 @@ from glee.model.config import GleeConfig
 from glee.model.layers import MLP, inverse_sigmoid, sine_box_embed
 from glee.model.ops.ms_deform_attn import MSDeformAttn
 from glee.model.pixel_decoder import level_geometry
+from glee.model.relation import BOX_FEATURES, GroundingRelation, box_features
 
 # Logit of the focal-loss prior 0.01 (RetinaNet's initial bias): what from-scratch heads start at.
 FOCAL_PRIOR_LOGIT = -math.log(99.0)
-# What the grounding box term reads of a query's box (``ObjectDecoder.box_term``).
-BOX_FEATURES = ("cx", "cy", "w", "h", "sqrt_area")
 
 
 @dataclass
@@ -171,6 +170,11 @@ class ObjectDecoder(nn.Module):
             self.ground_box = MLP(d, d, len(BOX_FEATURES), 2)
             nn.init.zeros_(self.ground_box.layers[-1].weight)
             nn.init.zeros_(self.ground_box.layers[-1].bias)
+        self.ground_relation: GroundingRelation | None = None
+        if cfg.ground_relation_layers > 0:
+            self.ground_relation = GroundingRelation(
+                d, cfg.num_heads, cfg.dim_feedforward, cfg.ground_relation_layers
+            )
 
     def similarity(self, proj: Tensor, embeds: Tensor) -> Tensor:
         """[B, Q, N] logits of projected queries [B, Q, D] against embeddings [B, N, D]: the official raw
@@ -202,13 +206,23 @@ class ObjectDecoder(nn.Module):
         while a word's own token does. Scaled like the cosine logits, so that a position difference of a
         tenth of the image can outweigh a small content difference.
         """
-        cx, cy, w, h = boxes.unbind(-1)
-        features = torch.stack([cx - 0.5, cy - 0.5, w, h, (w * h).clamp_min(0).sqrt()], -1)
+        features = box_features(boxes)
         per_token = self.ground_box(tokens)
         if mask is not None:
             per_token = per_token * mask[..., None].to(per_token.dtype)
         scale = self.logit_scale.exp() if self.cosine_logits else 1.0
         return torch.einsum("bqf,bf->bq", features, per_token.sum(1)) * scale
+
+    def relate(
+        self, normed: Tensor, boxes: Tensor, logits: Tensor, tokens: Tensor, mask: Tensor | None
+    ) -> Tensor:
+        """Grounding logits [B, Q] after the relation head, from the last layer's single-normed queries
+        [B, Q, D], boxes [B, Q, 4] and grounding logits [B, Q] and the sentence tokens [B, T, D] (mask
+        [B, T], True = real). The change is in cosine units, scaled like the logits."""
+        assert self.ground_relation is not None
+        scale = self.logit_scale.exp() if self.cosine_logits else 1.0
+        delta = self.ground_relation(self.decoder_norm(normed), boxes, logits, scale, tokens, mask)
+        return logits + delta * scale
 
     def heads(self, hidden: Tensor, prompt: QueryPrompt, boxes: Tensor) -> LayerPrediction:
         """All head outputs of a single-normed hidden state (normed once more here) and its boxes."""
@@ -284,6 +298,15 @@ class ObjectDecoder(nn.Module):
                     aux.append(pred)
             ref = new_ref.detach()
         last = slice_queries(pred, num_dn, None)
+        if self.ground_relation is not None and prompt.sentence_tokens is not None:
+            related = self.relate(
+                normed[:, num_dn:],
+                last.boxes,
+                last.logits[..., 0],
+                prompt.sentence_tokens,
+                prompt.sentence_mask,
+            )
+            last = replace(last, logits=related[..., None])
         return DecoderOutput(
             last=last,
             track_embed=normed[:, num_dn:],

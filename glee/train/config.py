@@ -54,6 +54,11 @@ class LossWeights(_Strict):
     track: float = 2.0
     # Not in GLEE: matched queries also classified against all shape names and colour phrases (0 = off).
     vocabulary: float = 0.0
+    # Not in GLEE: grounding steps add a softmax cross-entropy over the last layer's queries, whose
+    # positives are the queries with box IoU >= refer_iou to the referred object — the top-1 choice that
+    # REC accuracy counts, where the focal loss trains each query alone (0 = off).
+    refer: float = 0.0
+    refer_iou: float = Field(0.5, gt=0.0, le=1.0)
     focal_alpha: float = 0.25
     mask_points: int = Field(768, ge=16)
     track_temperature: float = 0.1
@@ -88,6 +93,16 @@ class TrainConfig(_Strict):
     # Forward-pass precision: "bfloat16" runs the model under torch.autocast (matmuls and convolutions in
     # bf16; weights, optimizer and losses in fp32). Demo run: 1.17x faster steps (2 cores, AVX512-BF16).
     precision: Literal["float32", "bfloat16"] = "float32"
+    # Names (prefixes) of the parameters that train; everything else is frozen and its modules run in eval
+    # mode (batch-norm statistics stay). Empty = all. E.g. ["predictor.ground_relation"] trains one new head
+    # on top of a model given with ``--init``.
+    trainable: list[str] = Field(default_factory=list)
+    # "all": the GLEE training loop above. "relation": train only the grounding relation head of the model
+    # given with ``--init`` (``glee.train.relation_stage``) on ``relation_samples`` cached grounding samples,
+    # ``relation_holdout`` of them held out and reported; batch_size / lr / max_steps apply to the head.
+    stage: Literal["all", "relation"] = "all"
+    relation_samples: int = Field(4000, ge=2)
+    relation_holdout: float = Field(0.1, ge=0.0, lt=1.0)
     tasks: TaskMix = Field(default_factory=TaskMix)
     loss: LossWeights = Field(default_factory=LossWeights)
 

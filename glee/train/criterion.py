@@ -27,11 +27,13 @@ from glee.model.object_decoder import LayerPrediction, slice_queries
 from glee.train.config import LossWeights
 from glee.train.denoising import DenoisingPlan
 from glee.train.losses import (
+    box_iou,
     box_xyxy,
     focal_loss,
     generalized_iou,
     mask_losses,
     point_coords,
+    referring_loss,
     sample_at,
     track_contrastive_loss,
 )
@@ -98,8 +100,10 @@ class Criterion:
         plan: DenoisingPlan | None = None,
         pairs: bool = False,
         vocabulary: Callable[[Tensor], Tensor] | None = None,
+        grounding: bool = False,
     ) -> dict[str, Tensor]:
-        """``vocabulary`` maps projected queries [n, D] to logits [n, V] over the fixed vocabulary."""
+        """``grounding``: one referred object per image (the referring loss applies); ``vocabulary`` maps
+        projected queries [n, D] to logits [n, V] over the fixed vocabulary."""
         w = self.w
         dec = out.decoder
         num = max(sum(len(t.boxes) for t in targets), 1)
@@ -130,6 +134,8 @@ class Criterion:
                 dn_layers.append(dec.denoising)
             for pred in dn_layers:
                 self._add(losses, self._denoising(pred, targets, plan, point_feats))
+        if grounding and w.refer > 0:
+            losses["refer"] = w.refer * self._refer(dec.last, targets)
         if pairs and last_match is not None:
             losses["track"] = w.track * self._track(dec.track_embed, targets, last_match)
         return losses
@@ -265,6 +271,16 @@ class Criterion:
         hot = [t.vocabulary[j] for t, (_, j) in zip(targets, indices, strict=True)]  # type: ignore[index]
         loss = focal_loss(vocabulary(proj), torch.cat(hot), self.w.focal_alpha).sum() / num
         return self.w.vocabulary * loss
+
+    def _refer(self, pred: LayerPrediction, targets: list[Targets]) -> Tensor:
+        """Mean :func:`referring_loss` over the images whose referred object has a positive query."""
+        total, count = pred.logits.sum() * 0.0, 0
+        for b, t in enumerate(targets):
+            iou = box_iou(box_xyxy(pred.boxes[b].detach()), box_xyxy(t.boxes))  # [Q, n]
+            positive = (iou >= self.w.refer_iou).any(1)
+            if bool(positive.any()):
+                total, count = total + referring_loss(pred.logits[b, :, 0], positive), count + 1
+        return total / max(count, 1)
 
     def _track(self, embeds: Tensor, targets: list[Targets], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
         total = embeds.sum() * 0.0

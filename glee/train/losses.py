@@ -17,8 +17,8 @@ def box_cxcywh(boxes: Tensor) -> Tensor:
     return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)
 
 
-def generalized_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
-    """GIoU of xyxy boxes: [N, M] for all pairs, or [N] for aligned rows (``pairwise=False``)."""
+def _overlap(a: Tensor, b: Tensor, pairwise: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """IoU and union of xyxy boxes, and the boxes broadcast against each other (for the hull)."""
     if pairwise:
         a, b = a[:, None], b[None]
     area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
@@ -27,11 +27,29 @@ def generalized_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
     rb = torch.minimum(a[..., 2:], b[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     union = area_a + area_b - inter
-    iou = inter / union.clamp(min=1e-7)
+    return inter / union.clamp(min=1e-7), union, a, b
+
+
+def box_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
+    """IoU of xyxy boxes: [N, M] for all pairs, or [N] for aligned rows (``pairwise=False``)."""
+    return _overlap(a, b, pairwise)[0]
+
+
+def generalized_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
+    """GIoU of xyxy boxes: [N, M] for all pairs, or [N] for aligned rows (``pairwise=False``)."""
+    iou, union, a, b = _overlap(a, b, pairwise)
     hull = (
         (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
     )
     return iou - (hull - union) / hull.clamp(min=1e-7)
+
+
+def referring_loss(logits: Tensor, positive: Tensor) -> Tensor:
+    """-log of the softmax mass of sentences' logits [..., Q] on their positive queries [..., Q] (bool, not
+    all False), per sentence: small exactly when the top-1 query, which grounding answers with, is a
+    positive."""
+    masked = logits.masked_fill(~positive, float("-inf"))
+    return torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)
 
 
 def focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:

@@ -27,6 +27,7 @@ from glee.train.cache import Cache, load_or_build
 from glee.train.config import TrainConfig
 from glee.train.criterion import Criterion, Targets, mask_targets
 from glee.train.denoising import build_denoising
+from glee.train.relation_stage import RELATION_PREFIX, GroundingSamples, collect, relation_loss
 from glee.train.tasks import Batch, TaskSampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,6 +61,12 @@ class Trainer:
         self.model: GleeModel = build_glee(self.glee_cfg).train()
         if init is not None:
             self.echo(load_checkpoint(self.model, init, strict=False).summary())
+        if cfg.stage == "relation":
+            if self.model.predictor.ground_relation is None:
+                raise ValueError('stage "relation" needs a model with ground_relation_layers > 0')
+            freeze_except(self.model, [RELATION_PREFIX])
+        elif cfg.trainable:
+            freeze_except(self.model, cfg.trainable)
         d = self.glee_cfg.hidden_dim
         self.label_embed = nn.Embedding(max(len(self.cache.categories), 1), d)
         params = [p for p in [*self.model.parameters(), *self.label_embed.parameters()] if p.requires_grad]
@@ -175,34 +182,46 @@ class Trainer:
         if bf16:
             out = _float32(out)
         losses = self.criterion(
-            out, targets, visual is not None, plan, pairs=batch.task == "pairs", vocabulary=self._vocabulary()
+            out,
+            targets,
+            visual is not None,
+            plan,
+            pairs=batch.task == "pairs",
+            vocabulary=self._vocabulary(),
+            grounding=batch.task == "ground",
         )
         total = sum(losses.values())
+        self._optimize(total)
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        record["total"] = float(total.detach())
+        return record
+
+    def _optimize(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        loss.backward()
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
             )
         self.optimizer.step()
-        record = {k: float(v.detach()) for k, v in losses.items()}
-        record["total"] = float(total.detach())
-        return record
 
     # ------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train until the budget is spent; checkpoint periodically; export at the end."""
         cfg = self.cfg
         last_ckpt = time.perf_counter()
+        draw, train = (
+            self._relation_stage() if cfg.stage == "relation" else (self._draw_task, self.train_step)
+        )
         ema: dict[str, float] = {}
         per_task: dict[str, float] = {}
         log = (self.out / LOG).open("a")
         try:
             while self._fraction() < 1.0:
                 self._set_lr()
-                batch = self.sampler.sample()
+                task, batch = draw()
                 t0 = time.perf_counter()
-                record = self.train_step(batch)
+                record = train(batch)
                 dt = time.perf_counter() - t0
                 self.elapsed += dt
                 self.step += 1
@@ -210,10 +229,8 @@ class Trainer:
                     raise FloatingPointError(f"non-finite loss at step {self.step}: {record}")
                 for k, v in record.items():
                     ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
-                per_task[batch.task] = (
-                    record["total"]
-                    if batch.task not in per_task
-                    else 0.9 * per_task[batch.task] + 0.1 * record["total"]
+                per_task[task] = (
+                    record["total"] if task not in per_task else 0.9 * per_task[task] + 0.1 * record["total"]
                 )
                 if self.step % cfg.log_every == 0:
                     entry = {
@@ -221,7 +238,7 @@ class Trainer:
                         "minutes": round(self.elapsed / 60, 3),
                         "lr": self.optimizer.param_groups[0]["lr"],
                         "sec_per_step": round(dt, 3),
-                        "task": batch.task,
+                        "task": task,
                         "loss": {k: round(v, 4) for k, v in ema.items()},
                         "loss_by_task": {k: round(v, 3) for k, v in per_task.items()},
                     }
@@ -236,9 +253,68 @@ class Trainer:
                     last_ckpt = time.perf_counter()
         finally:
             log.close()
+        if cfg.stage == "relation":
+            self._report_relation()
         self.save()
         self.export(self.out / EXPORT)
         return ema
+
+    def _draw_task(self) -> tuple[str, Batch]:
+        batch = self.sampler.sample()
+        return batch.task, batch
+
+    # ------------------------------------------------------------ relation stage
+    def _relation_stage(
+        self,
+    ) -> tuple[Callable[[], tuple[str, GroundingSamples]], Callable[[GroundingSamples], dict[str, float]]]:
+        """Collect the frozen model's grounding outputs (counted in the clock), hold some out, and return
+        the stage's (draw, train) pair: random batches of the rest, one AdamW step of the head on each."""
+        cfg = self.cfg
+        self.sampler.mix = cfg.tasks.model_copy(
+            update={"detect": 0.0, "ground": 1.0, "visual": 0.0, "pairs": 0.0}
+        )
+        start = time.perf_counter()
+        shown = [0]
+
+        def progress(found: int) -> None:
+            if found // 500 > shown[0] // 500 or found == cfg.relation_samples:
+                minutes = (time.perf_counter() - start) / 60
+                self.echo(f"relation samples {found}/{cfg.relation_samples} {minutes:.1f} min")
+            shown[0] = found
+
+        samples = collect(
+            self.model, self._grounding_batch, cfg.relation_samples, cfg.loss.refer_iou, progress
+        )
+        self.elapsed += time.perf_counter() - start
+        order = torch.randperm(len(samples), generator=self.generator)
+        held = int(len(samples) * cfg.relation_holdout)
+        self.relation_heldout, fit = samples.take(order[:held]), samples.take(order[held:])
+        self.echo(f"relation stage: {len(fit)} samples to fit, {held} held out")
+
+        def draw() -> tuple[str, GroundingSamples]:
+            return "relation", fit.take(torch.randint(len(fit), (cfg.batch_size,), generator=self.generator))
+
+        return draw, self.relation_step
+
+    def _grounding_batch(self) -> tuple[Tensor, list[str], list[Tensor]]:
+        batch = self.sampler.sample()
+        boxes = [torch.from_numpy(t.boxes) for t in batch.targets]
+        return self._images(batch), [t.expression or "" for t in batch.targets], boxes
+
+    def relation_step(self, samples: GroundingSamples) -> dict[str, float]:
+        """One AdamW step of the relation head on cached samples."""
+        loss = relation_loss(self.model, samples)
+        self._optimize(loss)
+        return {"refer": float(loss.detach()), "total": float(loss.detach())}
+
+    def _report_relation(self) -> None:
+        held = self.relation_heldout
+        with torch.no_grad():
+            after = held.top1_accuracy(held.logits_after(self.model))
+        self.echo(
+            f"relation stage: held-out top-1 {held.top1_accuracy(held.logits):.3f} -> {after:.3f} "
+            f"({len(held)} samples)"
+        )
 
     # ------------------------------------------------------------ state
     def save(self) -> Path:
@@ -277,6 +353,20 @@ class Trainer:
             "training": {"steps": self.step, "minutes": round(self.elapsed / 60, 2), "seed": self.cfg.seed}
         }
         return save_pretrained(self.model, dst, self.glee_cfg, dtype=self.cfg.export_dtype, metadata=metadata)
+
+
+def freeze_except(model: nn.Module, prefixes: list[str]) -> None:
+    """Train only the parameters whose names start with one of ``prefixes``; modules without any
+    trainable parameter go to eval mode, so a frozen part computes exactly what it did before."""
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [x for x in prefixes if not any(n.startswith(x) for n in names)]
+    if unknown:
+        raise ValueError(f"trainable prefixes match no parameter of the model: {unknown}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
+    for module in model.modules():
+        if not any(p.requires_grad for p in module.parameters()):
+            module.eval()
 
 
 def _float32(value: Any) -> Any:
