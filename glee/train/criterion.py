@@ -27,12 +27,12 @@ from glee.model.object_decoder import LayerPrediction, slice_queries
 from glee.train.config import LossWeights
 from glee.train.denoising import DenoisingPlan
 from glee.train.losses import (
-    box_iou,
     box_xyxy,
     focal_loss,
     generalized_iou,
     mask_losses,
     point_coords,
+    referred_positives,
     referring_loss,
     sample_at,
     track_contrastive_loss,
@@ -276,8 +276,7 @@ class Criterion:
         """Mean :func:`referring_loss` over the images whose referred object has a positive query."""
         total, count = pred.logits.sum() * 0.0, 0
         for b, t in enumerate(targets):
-            iou = box_iou(box_xyxy(pred.boxes[b].detach()), box_xyxy(t.boxes))  # [Q, n]
-            positive = (iou >= self.w.refer_iou).any(1)
+            positive = referred_positives(pred.boxes[b].detach(), t.boxes, self.w.refer_iou)
             if bool(positive.any()):
                 total, count = total + referring_loss(pred.logits[b, :, 0], positive), count + 1
         return total / max(count, 1)

@@ -44,6 +44,12 @@ def generalized_iou(a: Tensor, b: Tensor, pairwise: bool = True) -> Tensor:
     return iou - (hull - union) / hull.clamp(min=1e-7)
 
 
+def referred_positives(boxes: Tensor, referred: Tensor, iou: float) -> Tensor:
+    """[Q] bool: which predicted boxes [Q, 4] overlap a referred box [n, 4] (both cxcywh) at IoU >= ``iou``:
+    the queries a grounding answer may be."""
+    return (box_iou(box_xyxy(boxes), box_xyxy(referred)) >= iou).any(1)
+
+
 def referring_loss(logits: Tensor, positive: Tensor) -> Tensor:
     """-log of the softmax mass of sentences' logits [..., Q] on their positive queries [..., Q] (bool, not
     all False), per sentence: small exactly when the top-1 query, which grounding answers with, is a

@@ -4,7 +4,7 @@ Everything below the head is frozen, so the frozen model's last-layer outputs fo
 change: they are computed once (one no-grad forward per sample; the expensive part) and the head trains on
 them for many passes (milliseconds per step). Trained online instead, the head saw each sample once at
 ~1 s per 16 and had not learned the relations after 6400 samples; the same number of cached samples,
-visited ~10 times, lifted held-out top-1 on spatial sentences from 0.55 to 0.73 (TRAINING.md).
+visited ~10 times, lifted top-1 on other samples' spatial sentences from 0.55 to 0.76 (TRAINING.md).
 
 The loss is :func:`glee.train.losses.referring_loss`: softmax cross-entropy over the 100 queries whose
 positives are the queries with box IoU >= ``loss.refer_iou`` to the referred object, i.e. what REC
@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from glee.model.glee import GleeModel
-from glee.train.losses import box_iou, box_xyxy, referring_loss
+from glee.train.losses import referred_positives, referring_loss
 
 # The parameters the relation stage trains (all others are frozen).
 RELATION_PREFIX = "predictor.ground_relation"
@@ -74,7 +74,7 @@ def collect(
             prompts = [model.expression_prompt(s) for s in sentences]
             out = model.run(images, prompts).decoder
             for b, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
-                positive = (box_iou(box_xyxy(out.last.boxes[b]), box_xyxy(target)) >= iou).any(1)
+                positive = referred_positives(out.last.boxes[b], target, iou)
                 if not bool(positive.any()) or found >= count:
                     continue
                 tokens = prompt.grounding_tokens[prompt.grounding_mask]
