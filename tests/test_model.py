@@ -115,6 +115,18 @@ def test_ground_and_segment_return_one_result_per_item(predictor: GleePredictor)
     assert len(predictor.segment(image, prompts[:1], top_k=5)[0]) == 5
 
 
+def test_ground_rows_keep_the_grounding_order(predictor: GleePredictor) -> None:
+    """top_k grounding candidates come ranked by the grounding logit, not re-sorted by the final score
+    (which multiplies in the mask score): row 0 is the REC answer, the one RVOS starts from."""
+    image = np.random.default_rng(3).integers(0, 255, (200, 260, 3), dtype=np.uint8)
+    [result] = predictor.ground(image, ["the leftmost star"], top_k=8)
+    pixels = torch.from_numpy(np.array(predictor._prepare(image).pixels.numpy()))[None]
+    raw = predictor.model.forward_raw(pixels, expression="the leftmost star")
+    expected = torch.topk(raw["pred_logits"][0, :, 0], 8).indices.numpy()
+    np.testing.assert_array_equal(result.query_index, expected)
+    assert (np.diff(result.scores) > 0).any()
+
+
 def test_batched_detection_equals_single_requests(predictor: GleePredictor) -> None:
     """Padding vocabularies of different lengths in one batch must not change any result."""
     from glee.model.types import ImageTask

@@ -394,3 +394,20 @@ def test_task_config_validation(options: dict, message: str) -> None:
 
 def test_match_threshold_defaults_to_half_the_birth_threshold() -> None:
     assert TaskConfig(task="vos", score_threshold=0.4).match_threshold == pytest.approx(0.2)
+
+
+def test_score_threshold_defaults_per_task() -> None:
+    """RVOS answers the first frame's top-1 however low its score; track and VOS births need 0.3."""
+    assert TaskConfig(task="rvos", expression="the star").score_threshold == 0.0
+    assert TaskConfig(task="track", categories=("star",)).score_threshold == 0.3
+    assert TaskConfig(task="vos").score_threshold == 0.3
+
+
+def test_rvos_starts_from_the_grounding_top1_not_the_best_final_score() -> None:
+    """Ground rows come in the model's grounding order; a lower-ranked candidate with a higher final
+    score (probability x mask score) must not become the referred object."""
+    rng = np.random.default_rng(11)
+    emb = _unit(rng, 2)
+    state = TrackState(TaskConfig(task="rvos", expression="the leftmost star"))
+    assert follow(state, _dets([_box(40, 50), _box(120, 50)], emb, scores=[0.12, 0.6])) == 0
+    assert state.tracks[0].box.tolist() == _box(40, 50)

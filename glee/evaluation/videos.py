@@ -43,7 +43,7 @@ class VideoPredictorLike(Protocol):
         categories: list[str] | None = ...,
         expression: str | None = ...,
         prompts: Any = ...,
-        score_threshold: float = ...,
+        score_threshold: float | None = ...,
     ) -> Sequence[FrameOutput]: ...
 
 

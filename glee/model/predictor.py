@@ -133,10 +133,13 @@ class GleePredictor:
         return self.run_batch([task])[0][0]
 
     def ground(self, image: object, expressions: Sequence[str], top_k: int = 1) -> list[ImageResult]:
+        """Per expression its ``top_k`` candidates in grounding order (row 0 is the answer); their
+        scores, which include the mask score, need not decrease."""
         task = ImageTask("ground", to_rgb_array(image), expressions=list(expressions), max_detections=top_k)
         return self.run_batch([task])[0]
 
     def segment(self, image: object, prompts: Sequence[dict], top_k: int = 1) -> list[ImageResult]:
+        """Per prompt its ``top_k`` candidates, best first by confidence and fit to the prompt."""
         task = ImageTask("segment", to_rgb_array(image), prompts=list(prompts), max_detections=top_k)
         return self.run_batch([task])[0]
 
@@ -278,7 +281,7 @@ class GleePredictor:
         values, indices = top.values[above], top.indices[above]
         queries = torch.div(indices, len(names), rounding_mode="floor")
         classes = indices % len(names)
-        result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes])
+        result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes], by_score=True)
         result = _select(result, np.nonzero(result.scores >= threshold)[0])
         if self.cfg.detection_nms_iou is not None:
             result = _select(result, _nms(result, self.cfg.detection_nms_iou))
@@ -288,10 +291,14 @@ class GleePredictor:
         last = out.decoder.last
         score = last.logits[b, :, 0].sigmoid() if rank == "logits" else last.scores[b, :, 0].sigmoid()
         top = torch.topk(score, min(max(k, 1), score.numel()))
-        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices))
+        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices), by_score=False)
 
     def _assemble(self, out: ModelOutput, b: int, p: _Prepared, queries: torch.Tensor, probs: torch.Tensor,
-                  labels: list[str]) -> ImageResult:  # fmt: skip
+                  labels: list[str], *, by_score: bool) -> ImageResult:  # fmt: skip
+        """Rows for ``queries`` with final scores (probability x mask score). ``by_score`` sorts them by
+        that score (detection); otherwise they keep the given order, the task's own rank (grounding
+        logit, prompt confidence): ranking a referring answer by the final score instead loses REC
+        accuracy (TRAINING.md), and RVOS starts its track from row 0."""
         (h, w), (rh, rw) = p.orig, p.size
         if len(queries) == 0:
             return ImageResult.empty(h, w, self.embed_dim)
@@ -311,7 +318,7 @@ class GleePredictor:
         prob = full.sigmoid()
         mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
         scores = probs * mask_score[inverse]
-        order = torch.argsort(scores, descending=True, stable=True)
+        order = torch.argsort(scores, descending=True, stable=True) if by_score else torch.arange(len(scores))
         inv = inverse[order]
         # Per unique query (a query listed under several labels has one mask and one box), then per row.
         query_masks = masks.cpu().numpy()

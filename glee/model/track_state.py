@@ -48,7 +48,11 @@ class TaskConfig:
     """What a session does and every knob of its association rule; stored in the state so a resumed
     session (another process, another replica) behaves exactly like the one that started it.
 
-    score_threshold: a detection starts a track (track, RVOS re-acquisition) only at or above it.
+    score_threshold: a detection starts a track (track, RVOS) only at or above it. Defaults to 0.3 for
+        track and VOS and to 0 for RVOS: the expression names an object of the first frame, so that
+        frame's top-1 is the answer however low its score (a 0.3 gate dropped 13 % of correct first
+        frames of the demo model and cost 0.06 J&F, TRAINING.md); later frames are still gated by
+        similarity.
     match_threshold: an existing track may continue on a detection at or above it (lower, so a track
         survives frames where the model is less sure); defaults to half of ``score_threshold``.
     memory_size: k, the number of last embeddings whose mean is a track's memory (3 as in GLEE).
@@ -73,7 +77,7 @@ class TaskConfig:
     task: VideoTask = "track"
     categories: tuple[str, ...] = ()
     expression: str | None = None
-    score_threshold: float = 0.3
+    score_threshold: float | None = None
     match_threshold: float | None = None
     memory_size: int = 3
     max_age: int = 8
@@ -96,6 +100,8 @@ class TaskConfig:
             raise ValueError("task 'track' needs categories")
         if self.task == "rvos" and not self.expression:
             raise ValueError("task 'rvos' needs an expression")
+        if self.score_threshold is None:
+            object.__setattr__(self, "score_threshold", 0.0 if self.task == "rvos" else 0.3)
         if self.match_threshold is None:
             object.__setattr__(self, "match_threshold", self.score_threshold / 2)
         if self.match_gate is None:

@@ -193,17 +193,17 @@ def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | N
 def follow(state: TrackState, det: ImageResult) -> int | None:
     """One frame of RVOS over ``det``, the expression's top-K candidates. Returns the output row or None.
 
-    Before the referred object is found (or after its track died) the best-scoring candidate starts the
-    track if it reaches ``score_threshold``; afterwards ``select_candidate`` keeps it temporally consistent.
+    Before the referred object is found (or after its track died) the grounding's top-1, row 0 (rows
+    come in the model's grounding order), starts the track if its score reaches ``score_threshold``;
+    afterwards ``select_candidate`` keeps it temporally consistent.
     """
     cfg = state.config
     state.frame_index += 1
     if not state.tracks:
-        if len(det) == 0 or det.scores.max() < cfg.score_threshold:
+        if len(det) == 0 or det.scores[0] < cfg.score_threshold:
             return None
-        best = int(np.argmax(det.scores))
-        new_track(state, det, best)
-        return best
+        new_track(state, det, 0)
+        return 0
     track = state.tracks[0]
     choice = select_candidate(track, det, cfg)
     if choice is None:

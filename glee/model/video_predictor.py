@@ -67,11 +67,12 @@ class VideoPredictor:
         task: VideoTask = "track",
         categories: Iterable[str] | None = None,
         expression: str | None = None,
-        score_threshold: float = 0.3,
+        score_threshold: float | None = None,
         **options: Any,
     ) -> TrackState:
-        """A fresh session state; ``options`` are the other ``TaskConfig`` fields (``memory_size``,
-        ``max_age``, ``temporal_weight`` (λ), gates, ``top_k``...)."""
+        """A fresh session state; ``score_threshold`` None takes the task's default (``TaskConfig``);
+        ``options`` are the other ``TaskConfig`` fields (``memory_size``, ``max_age``,
+        ``temporal_weight`` (λ), gates, ``top_k``...)."""
         config = TaskConfig(
             task=task,
             categories=tuple(categories or ()),
@@ -127,7 +128,7 @@ class VideoPredictor:
         categories: Iterable[str] | None = None,
         expression: str | None = None,
         prompts: Any = None,
-        score_threshold: float = 0.3,
+        score_threshold: float | None = None,
         **options: Any,
     ) -> list[FrameResult]:
         """Offline: a whole clip in order (``prompts``, VOS only, apply to the first frame)."""

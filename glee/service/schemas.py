@@ -179,7 +179,9 @@ class SessionConfig(OutputOptions):
     task: VideoTask
     categories: Texts | None = Field(None, min_length=1, max_length=256, description="track only.")
     expression: Text | None = Field(None, description="rvos only.")
-    score_threshold: Number | None = Field(None, ge=0.0, le=1.0)
+    score_threshold: Number | None = Field(
+        None, ge=0.0, le=1.0, description="Score that starts a track; default 0.3, rvos 0."
+    )
     max_detections: StrictInt | None = Field(None, ge=1, le=1000, description="Objects considered per frame.")
 
     @model_validator(mode="after")
