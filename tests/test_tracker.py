@@ -290,13 +290,17 @@ def test_select_candidate_gates_on_similarity() -> None:
     assert select_candidate(state.tracks[0], _dets([], np.zeros((0, DIM))), cfg) is None
 
 
-@pytest.mark.parametrize(("task", "gate", "follows"), [("track", 0.3, True), ("vos", 0.4, False)])
+@pytest.mark.parametrize(
+    ("task", "gate", "follows"), [("track", 0.3, True), ("vos", 0.4, False), ("rvos", 0.4, False)]
+)
 def test_look_alike_far_from_the_predicted_box(task: str, gate: float, follows: bool) -> None:
-    """Tracking may re-identify by appearance alone; VOS's default gate asks for some box overlap too."""
+    """Tracking may re-identify by appearance alone; the default gate of VOS and RVOS, whose object is
+    given, asks for some box overlap too."""
     rng = np.random.default_rng(12)
     emb = _unit(rng, 1)
     look_alike = 0.85 * emb[0] + np.sqrt(1 - 0.85**2) * _unit(rng, 1)[0]  # cosine ~0.85 to the memory
-    cfg = TaskConfig(task=task, categories=("circle",) if task == "track" else ())
+    text = {"track": {"categories": ("circle",)}, "rvos": {"expression": "the circle"}}.get(task, {})
+    cfg = TaskConfig(task=task, **text)
     assert cfg.match_gate == gate
     state = TrackState(cfg)
     associate(state, _dets([_box(50, 50)], emb))

@@ -59,9 +59,10 @@ class TaskConfig:
     max_age: frames a track survives unmatched before it dies (8 keeps IDs through 4-frame occlusions).
     embed_weight: weight of embedding cosine versus box IoU (to the motion-predicted box) in similarity.
     match_gate / embed_gate: a pair is never matched below this similarity / cosine. ``match_gate``
-        defaults to 0.3, so that appearance alone (cosine 0.75 at ``embed_weight`` 0.4) can re-identify a
-        track whose motion prediction missed; and to 0.4 for VOS, where the object is given and following a
-        look-alike is worse than missing it until it reappears near its predicted box.
+        defaults to 0.3 for track, so that appearance alone (cosine 0.75 at ``embed_weight`` 0.4) can
+        re-identify a track whose motion prediction missed; and to 0.4 for VOS and RVOS, where the object
+        is given and following a look-alike is worse than missing it until it reappears near its
+        predicted box.
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
     mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
@@ -105,7 +106,7 @@ class TaskConfig:
         if self.match_threshold is None:
             object.__setattr__(self, "match_threshold", self.score_threshold / 2)
         if self.match_gate is None:
-            object.__setattr__(self, "match_gate", 0.4 if self.task == "vos" else 0.3)
+            object.__setattr__(self, "match_gate", 0.3 if self.task == "track" else 0.4)
         for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou", "mask_nms_overlap"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
