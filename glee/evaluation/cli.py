@@ -67,7 +67,7 @@ def eval_command(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Videos: the sessions' score threshold (births, RVOS acquisition; default 0.3).",
+            help="Videos: the sessions' score threshold (births, RVOS acquisition; default 0.3, RVOS 0).",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="Torch device of the model (cpu, cuda, cuda:1...).")] = "cpu",
