@@ -139,7 +139,8 @@ class GleePredictor:
         return self.run_batch([task])[0]
 
     def segment(self, image: object, prompts: Sequence[dict], top_k: int = 1) -> list[ImageResult]:
-        """Per prompt its ``top_k`` candidates, best first by confidence and fit to the prompt."""
+        """Per prompt its ``top_k`` candidates, best first by confidence (re-ranked by fit to the
+        prompt when ``prompt_rerank`` is set)."""
         task = ImageTask("segment", to_rgb_array(image), prompts=list(prompts), max_detections=top_k)
         return self.run_batch([task])[0]
 
@@ -281,8 +282,10 @@ class GleePredictor:
         values, indices = top.values[above], top.indices[above]
         queries = torch.div(indices, len(names), rounding_mode="floor")
         classes = indices % len(names)
-        result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes], by_score=True)
-        result = _select(result, np.nonzero(result.scores >= threshold)[0])
+        result = self._assemble(out, b, p, queries, values, [names[int(c)] for c in classes])
+        # Detections rank by the final score; the rows came in probability order.
+        order = np.argsort(-result.scores, kind="stable")
+        result = _select(result, order[result.scores[order] >= threshold])
         if self.cfg.detection_nms_iou is not None:
             result = _select(result, _nms(result, self.cfg.detection_nms_iou))
         return result
@@ -291,14 +294,15 @@ class GleePredictor:
         last = out.decoder.last
         score = last.logits[b, :, 0].sigmoid() if rank == "logits" else last.scores[b, :, 0].sigmoid()
         top = torch.topk(score, min(max(k, 1), score.numel()))
-        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices), by_score=False)
+        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices))
 
     def _assemble(self, out: ModelOutput, b: int, p: _Prepared, queries: torch.Tensor, probs: torch.Tensor,
-                  labels: list[str], *, by_score: bool) -> ImageResult:  # fmt: skip
-        """Rows for ``queries`` with final scores (probability x mask score). ``by_score`` sorts them by
-        that score (detection); otherwise they keep the given order, the task's own rank (grounding
-        logit, prompt confidence): ranking a referring answer by the final score instead loses REC
-        accuracy (TRAINING.md), and RVOS starts its track from row 0."""
+                  labels: list[str]) -> ImageResult:  # fmt: skip
+        """Rows for ``queries``, in the given order, with final scores (probability x mask score).
+
+        The order is the caller's rank (grounding logit, prompt confidence), not the final score:
+        ranking a referring answer by the final score loses REC accuracy (TRAINING.md), and RVOS starts
+        its track from row 0. Detection re-sorts by the final score itself."""
         (h, w), (rh, rw) = p.orig, p.size
         if len(queries) == 0:
             return ImageResult.empty(h, w, self.embed_dim)
@@ -318,22 +322,20 @@ class GleePredictor:
         prob = full.sigmoid()
         mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
         scores = probs * mask_score[inverse]
-        order = torch.argsort(scores, descending=True, stable=True) if by_score else torch.arange(len(scores))
-        inv = inverse[order]
         # Per unique query (a query listed under several labels has one mask and one box), then per row.
         query_masks = masks.cpu().numpy()
         query_boxes = boxes.float().cpu().numpy()
         if self.cfg.box_from_mask:
             filled = query_masks.any((1, 2))
             query_boxes[filled] = mask_boxes(query_masks[filled])
-        rows = inv.cpu().numpy()
+        rows = inverse.cpu().numpy()
         return ImageResult(
             boxes=query_boxes[rows],
-            scores=scores[order].float().cpu().numpy(),
-            labels=[labels[int(i)] for i in order],
+            scores=scores.float().cpu().numpy(),
+            labels=list(labels),
             masks=query_masks[rows],
-            track_embeds=out.decoder.track_embed[b, unique][inv].float().cpu().numpy(),
-            query_index=unique[inv].cpu().numpy().astype(np.int64),
+            track_embeds=out.decoder.track_embed[b, unique][inverse].float().cpu().numpy(),
+            query_index=unique[inverse].cpu().numpy().astype(np.int64),
         )
 
 
