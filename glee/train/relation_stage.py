@@ -62,25 +62,31 @@ def collect(
     count: int,
     iou: float,
     progress: Callable[[int], None],
+    bfloat16: bool = False,
 ) -> GroundingSamples:
-    """Run the frozen model (eval mode, no grad, fp32) on grounding batches until ``count`` samples with at
-    least one positive query are collected. ``batches()`` gives normalized images [B, 3, H, W], their
-    sentences and each image's referred box [1, 4] (cxcywh in 0..1)."""
+    """Run the frozen model (eval mode, no grad) on grounding batches until ``count`` samples with at least
+    one positive query are collected. ``batches()`` gives normalized images [B, 3, H, W], their sentences
+    and each image's referred box [1, 4] (cxcywh in 0..1). The forwards dominate the stage's time;
+    ``bfloat16`` runs them under autocast (the training config's "precision"). Boxes and logits are kept
+    in fp32, queries and tokens in fp16."""
     parts: dict[str, list[Tensor]] = {f: [] for f in GroundingSamples.__dataclass_fields__}
     found = 0
+    device = next(model.parameters()).device.type
     with torch.no_grad():
         while found < count:
             images, sentences, targets = batches()
-            prompts = [model.expression_prompt(s) for s in sentences]
-            out = model.run(images, prompts).decoder
+            with torch.autocast(device, torch.bfloat16, enabled=bfloat16):
+                prompts = [model.expression_prompt(s) for s in sentences]
+                out = model.run(images, prompts).decoder
             for b, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
-                positive = referred_positives(out.last.boxes[b], target, iou)
+                boxes = out.last.boxes[b].float()
+                positive = referred_positives(boxes, target, iou)
                 if not bool(positive.any()) or found >= count:
                     continue
                 tokens = prompt.grounding_tokens[prompt.grounding_mask]
                 parts["normed"].append(out.track_embed[b].half())
-                parts["boxes"].append(out.last.boxes[b])
-                parts["logits"].append(out.last.logits[b, :, 0])
+                parts["boxes"].append(boxes)
+                parts["logits"].append(out.last.logits[b, :, 0].float())
                 parts["tokens"].append(tokens.half())
                 parts["token_mask"].append(torch.ones(len(tokens), dtype=torch.bool))
                 parts["positive"].append(positive)

@@ -283,7 +283,12 @@ class Trainer:
             shown[0] = found
 
         samples = collect(
-            self.model, self._grounding_batch, cfg.relation_samples, cfg.loss.refer_iou, progress
+            self.model,
+            self._grounding_batch,
+            cfg.relation_samples,
+            cfg.loss.refer_iou,
+            progress,
+            bfloat16=cfg.precision == "bfloat16",
         )
         self.elapsed += time.perf_counter() - start
         order = torch.randperm(len(samples), generator=self.generator)
