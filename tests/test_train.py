@@ -247,9 +247,8 @@ def test_relation_samples_follow_the_precision_setting(data: list[Path], tmp_pat
             relation_holdout=0.5,
             max_steps=1,
             precision=precision,
-            loss={
-                "refer_iou": 1e-6
-            },  # every overlapping query is a positive: both runs keep the same samples
+            # Any overlap makes a positive query, so both runs keep the same samples.
+            loss={"refer_iou": 1e-6},
         )
         trainer = Trainer(cfg, data, tmp_path / precision, echo=lambda s: None)
         trainer.fit()
