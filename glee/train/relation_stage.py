@@ -14,6 +14,7 @@ accuracy counts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -62,20 +63,19 @@ def collect(
     count: int,
     iou: float,
     progress: Callable[[int], None],
-    bfloat16: bool = False,
+    precision: Callable[[], AbstractContextManager[object]],
 ) -> GroundingSamples:
     """Run the frozen model (eval mode, no grad) on grounding batches until ``count`` samples with at least
     one positive query are collected. ``batches()`` gives normalized images [B, 3, H, W], their sentences
     and each image's referred box [1, 4] (cxcywh in 0..1). The forwards dominate the stage's time;
-    ``bfloat16`` runs them under autocast (the training config's "precision"). Boxes and logits are kept
-    in fp32, queries and tokens in fp16."""
+    they run inside ``precision()`` (the trainer's autocast for the config's "precision"). Boxes and logits
+    are kept in fp32, queries and tokens in fp16."""
     parts: dict[str, list[Tensor]] = {f: [] for f in GroundingSamples.__dataclass_fields__}
     found = 0
-    device = next(model.parameters()).device.type
     with torch.no_grad():
         while found < count:
             images, sentences, targets = batches()
-            with torch.autocast(device, torch.bfloat16, enabled=bfloat16):
+            with precision():
                 prompts = [model.expression_prompt(s) for s in sentences]
                 out = model.run(images, prompts).decoder
             for b, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):

@@ -169,9 +169,7 @@ class Trainer:
                 self.cfg.dn_box_noise,
                 self.generator,
             )
-        bf16 = self.cfg.precision == "bfloat16"
-        device = next(self.model.parameters()).device.type
-        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+        with self._autocast():
             out = self.model.run(
                 self._images(batch),
                 self._prompts(batch),
@@ -179,7 +177,7 @@ class Trainer:
                 denoising=plan.queries if plan else None,
                 return_aux=True,
             )
-        if bf16:
+        if self.cfg.precision == "bfloat16":
             out = _float32(out)
         losses = self.criterion(
             out,
@@ -195,6 +193,11 @@ class Trainer:
         record = {k: float(v.detach()) for k, v in losses.items()}
         record["total"] = float(total.detach())
         return record
+
+    def _autocast(self) -> torch.autocast:
+        """The forward passes' precision: bf16 autocast on the model's device for "precision": "bfloat16"."""
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, torch.bfloat16, enabled=self.cfg.precision == "bfloat16")
 
     def _optimize(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -288,7 +291,7 @@ class Trainer:
             cfg.relation_samples,
             cfg.loss.refer_iou,
             progress,
-            bfloat16=cfg.precision == "bfloat16",
+            self._autocast,
         )
         self.elapsed += time.perf_counter() - start
         order = torch.randperm(len(samples), generator=self.generator)
