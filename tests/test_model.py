@@ -275,6 +275,38 @@ def test_grounding_relation_starts_as_plain_grounding_and_compares_candidates() 
     torch.testing.assert_close(head(queries, boxes, logits, 1.0, tokens, mask), first)
 
 
+def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only() -> None:
+    """Lite has no class refinement; a zero-initialised one leaves category logits unchanged; a trained one
+    changes them, never grounding logits or a visual prompt's (ranked by confidence)."""
+    assert not any("class_refine" in k for k in build_glee("lite").state_dict())
+    cfg = get_config("demo")
+    torch.manual_seed(0)
+    plain = build_glee(cfg)
+    refined = build_glee(dataclasses.replace(cfg, class_refine=True))
+    missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("predictor.class_refine.") for k in missing)
+    pixels = torch.rand(1, 3, 64, 96) * 255
+    categories = ["circle", "red square", "object"]
+    before = plain.forward_raw(pixels, categories=categories)["pred_logits"]
+    torch.testing.assert_close(refined.forward_raw(pixels, categories=categories)["pred_logits"], before)
+
+    with torch.no_grad():
+        refined.predictor.class_refine.layers[-1].weight.normal_(0.0, 0.5)
+    after = refined.forward_raw(pixels, categories=categories)["pred_logits"]
+    assert (after - before).abs().max() > 1e-3
+    sentence = "the leftmost circle"
+    torch.testing.assert_close(
+        refined.forward_raw(pixels, expression=sentence)["pred_logits"],
+        plain.forward_raw(pixels, expression=sentence)["pred_logits"],
+    )
+    prompt = torch.zeros(1, 64, 96, dtype=torch.bool)
+    prompt[0, 20:30, 40:50] = True
+    torch.testing.assert_close(
+        refined.forward_raw(pixels, prompt_mask=prompt, prompt_type="box")["pred_logits"],
+        plain.forward_raw(pixels, prompt_mask=prompt, prompt_type="box")["pred_logits"],
+    )
+
+
 def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:
     h, w = 40, 50
     masks = np.zeros((3, h, w), bool)

@@ -211,24 +211,37 @@ def test_trainable_prefixes_train_only_those_parameters(data: list[Path], tmp_pa
         Trainer(_config(trainable=["predictor.no_such_head"]), data, tmp_path / "x", echo=lambda s: None)
 
 
-def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path], tmp_path: Path) -> None:
-    """The relation stage starts from a finished model, moves only the relation head, reports its held-out
-    top-1 accuracy and exports a model whose grounding uses the head."""
+def _fit_head_stage(
+    data: list[Path], tmp_path: Path, stage: str, overrides: dict[str, object]
+) -> tuple[Trainer, list[str]]:
+    """Train a one-step base model, then run ``stage`` on it (12 samples, 3 held out, 4 steps) and check
+    that only the stage's head moved. Returns the stage's trainer and its printed lines."""
     base = Trainer(_config(max_steps=1), data, tmp_path / "base", echo=lambda s: None)
     base.fit()
-    overrides = {**_config().model_overrides, "ground_relation_layers": 1}
     cfg = _config(
-        model_overrides=overrides, stage="relation", relation_samples=12, relation_holdout=0.25, max_steps=4
+        model_overrides={**_config().model_overrides, **overrides},
+        stage=stage,
+        stage_samples=12,
+        stage_holdout=0.25,
+        max_steps=4,
     )
     lines: list[str] = []
-    trainer = Trainer(cfg, data, tmp_path / "rel", init=tmp_path / "base" / EXPORT, echo=lines.append)
+    trainer = Trainer(cfg, data, tmp_path / stage, init=tmp_path / "base" / EXPORT, echo=lines.append)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed and all(k.startswith("predictor.ground_relation.") for k in changed), sorted(changed)[:5]
-    assert any("12 samples" in line or "9 samples to fit, 3 held out" in line for line in lines), lines
+    head = "predictor.ground_relation." if stage == "relation" else "predictor.class_refine."
+    assert changed and all(k.startswith(head) for k in changed), sorted(changed)[:5]
+    assert any("9 samples to fit, 3 held out" in line for line in lines), lines
+    return trainer, lines
+
+
+def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path], tmp_path: Path) -> None:
+    """The relation stage starts from a finished model, moves only the relation head, reports its held-out
+    top-1 accuracy and exports a model whose grounding uses the head."""
+    _, lines = _fit_head_stage(data, tmp_path, "relation", {"ground_relation_layers": 1})
     assert any(line.startswith("relation stage: held-out top-1") for line in lines), lines
-    exported = GleePredictor.load(tmp_path / "rel" / EXPORT)
+    exported = GleePredictor.load(tmp_path / "relation" / EXPORT)
     assert exported.model.predictor.ground_relation is not None
     with pytest.raises(ValueError, match="ground_relation_layers"):
         Trainer(_config(stage="relation"), data, tmp_path / "x", echo=lambda s: None)
@@ -243,8 +256,8 @@ def test_relation_samples_follow_the_precision_setting(data: list[Path], tmp_pat
         cfg = _config(
             model_overrides=overrides,
             stage="relation",
-            relation_samples=8,
-            relation_holdout=0.5,
+            stage_samples=8,
+            stage_holdout=0.5,
             max_steps=1,
             precision=precision,
             # Any overlap makes a positive query, so both runs keep the same samples.
@@ -252,13 +265,41 @@ def test_relation_samples_follow_the_precision_setting(data: list[Path], tmp_pat
         )
         trainer = Trainer(cfg, data, tmp_path / precision, echo=lambda s: None)
         trainer.fit()
-        held = trainer.relation_heldout
+        held = trainer.stage_heldout
         assert held.logits.dtype == held.boxes.dtype == torch.float32
         logits[precision] = held.logits
     full, half = logits["float32"], logits["bfloat16"]
     assert not torch.equal(full, half)
     error = (full - half).abs().mean()
     assert error < 0.1 * full.abs().mean(), (error, full.abs().mean())  # measured: 3.4 %
+
+
+def test_class_stage_trains_only_the_refinement_on_matched_detection_samples(
+    data: list[Path], tmp_path: Path
+) -> None:
+    """The class stage starts from a finished model, caches detection samples whose targets are the names
+    of the matched objects, moves only the class refinement (which can fit the samples), reports its
+    held-out loss and exports a model that uses it."""
+    trainer, lines = _fit_head_stage(data, tmp_path, "class", {"class_refine": True})
+    assert any(line.startswith("class stage: held-out class loss") for line in lines), lines
+
+    held = trainer.stage_heldout
+    # Targets are names on the sample's own list, and matched queries have some.
+    assert not (held.target & ~held.class_mask[:, None, :]).any()
+    assert held.target.any(-1).sum() > 0
+    # The head can fit samples: 30 more steps on the held-out ones lower their loss.
+    alpha = trainer.cfg.loss.focal_alpha
+    with torch.no_grad():
+        start = float(held.loss(held.logits_after(trainer.model), alpha))
+    for _ in range(30):
+        trainer.head_step(held)
+    with torch.no_grad():
+        assert float(held.loss(held.logits_after(trainer.model), alpha)) < 0.8 * start
+
+    exported = GleePredictor.load(tmp_path / "class" / EXPORT)
+    assert exported.model.predictor.class_refine is not None
+    with pytest.raises(ValueError, match="class_refine"):
+        Trainer(_config(stage="class"), data, tmp_path / "x", echo=lambda s: None)
 
 
 def test_referring_loss_is_the_softmax_mass_missing_from_the_positives() -> None:

@@ -73,6 +73,10 @@ class GleeConfig:
     # attention among the queries and to the sentence (``glee.model.relation``; not in GLEE, adds
     # ``predictor.ground_relation``): superlatives and sides are relations within the set of candidates.
     ground_relation_layers: int = 0
+    # Category logits of the last layer's queries come from the projected query plus a zero-initialised
+    # two-layer MLP of it (not in GLEE, adds ``predictor.class_refine``): a head that a later stage fits on
+    # a finished model's cached queries, where naming, not finding, costs detection AP.
+    class_refine: bool = False
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256

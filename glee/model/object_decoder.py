@@ -175,6 +175,12 @@ class ObjectDecoder(nn.Module):
             self.ground_relation = GroundingRelation(
                 d, cfg.num_heads, cfg.dim_feedforward, cfg.ground_relation_layers
             )
+        self.class_refine: MLP | None = None
+        if cfg.class_refine:
+            # Zero-initialised: the model's category logits are unchanged until the head is trained.
+            self.class_refine = MLP(d, d, d, 2)
+            nn.init.zeros_(self.class_refine.layers[-1].weight)
+            nn.init.zeros_(self.class_refine.layers[-1].bias)
 
     def similarity(self, proj: Tensor, embeds: Tensor) -> Tensor:
         """[B, Q, N] logits of projected queries [B, Q, D] against embeddings [B, N, D]: the official raw
@@ -212,6 +218,13 @@ class ObjectDecoder(nn.Module):
             per_token = per_token * mask[..., None].to(per_token.dtype)
         scale = self.logit_scale.exp() if self.cosine_logits else 1.0
         return torch.einsum("bqf,bf->bq", features, per_token.sum(1)) * scale
+
+    def refined_class_logits(self, normed: Tensor, prompt: QueryPrompt) -> Tensor:
+        """[B, Q, C] category logits of single-normed queries [B, Q, D] with the class refinement added to
+        their projection (category prompts only; visual prompts rank by confidence and keep theirs)."""
+        assert self.class_refine is not None
+        d = self.decoder_norm(normed)
+        return self.class_logits(d @ self.category_embed + self.class_refine(d), prompt)
 
     def relate(
         self, normed: Tensor, boxes: Tensor, logits: Tensor, tokens: Tensor, mask: Tensor | None
@@ -307,6 +320,12 @@ class ObjectDecoder(nn.Module):
                 prompt.sentence_mask,
             )
             last = replace(last, logits=related[..., None])
+        if (
+            self.class_refine is not None
+            and prompt.class_embeddings is not None
+            and not prompt.select_by_confidence
+        ):
+            last = replace(last, logits=self.refined_class_logits(normed[:, num_dn:], prompt))
         return DecoderOutput(
             last=last,
             track_embed=normed[:, num_dn:],

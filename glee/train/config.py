@@ -97,12 +97,14 @@ class TrainConfig(_Strict):
     # mode (batch-norm statistics stay). Empty = all. E.g. ["predictor.ground_relation"] trains one new head
     # on top of a model given with ``--init``.
     trainable: list[str] = Field(default_factory=list)
-    # "all": the GLEE training loop above. "relation": train only the grounding relation head of the model
-    # given with ``--init`` (``glee.train.relation_stage``) on ``relation_samples`` cached grounding samples,
-    # ``relation_holdout`` of them held out and reported; batch_size / lr / max_steps apply to the head.
-    stage: Literal["all", "relation"] = "all"
-    relation_samples: int = Field(4000, ge=2)
-    relation_holdout: float = Field(0.1, ge=0.0, lt=1.0)
+    # "all": the GLEE training loop above. A head stage trains one head of the model given with ``--init``
+    # on ``stage_samples`` cached outputs of the frozen rest, ``stage_holdout`` of them held out and reported;
+    # batch_size / lr / max_steps apply to the head. "relation": the grounding relation head on grounding
+    # samples (``glee.train.relation_stage``); "class": the class refinement on detection samples
+    # (``glee.train.class_stage``).
+    stage: Literal["all", "relation", "class"] = "all"
+    stage_samples: int = Field(4000, ge=2)
+    stage_holdout: float = Field(0.1, ge=0.0, lt=1.0)
     tasks: TaskMix = Field(default_factory=TaskMix)
     loss: LossWeights = Field(default_factory=LossWeights)
 

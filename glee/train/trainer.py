@@ -23,11 +23,13 @@ from torch import Tensor, nn
 
 from glee.model.checkpoint import load_checkpoint, save_pretrained
 from glee.model.glee import GleeModel, TextPrompt, VisualPrompt, build_glee
+from glee.train import class_stage, relation_stage
 from glee.train.cache import Cache, load_or_build
+from glee.train.class_stage import CLASS_PREFIX, DetectionSamples, class_loss
 from glee.train.config import TrainConfig
 from glee.train.criterion import Criterion, Targets, mask_targets
 from glee.train.denoising import build_denoising
-from glee.train.relation_stage import RELATION_PREFIX, GroundingSamples, collect, relation_loss
+from glee.train.relation_stage import RELATION_PREFIX, GroundingSamples, relation_loss
 from glee.train.tasks import Batch, TaskSampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -35,6 +37,9 @@ LOG = "log.jsonl"
 EXPORT = "model"
 CONFIG_COPY = "train.json"
 CACHE = "cache.npz"
+
+# What a head stage caches and fits (see ``TrainConfig.stage``).
+HeadSamples = GroundingSamples | DetectionSamples
 
 
 class Trainer:
@@ -65,6 +70,10 @@ class Trainer:
             if self.model.predictor.ground_relation is None:
                 raise ValueError('stage "relation" needs a model with ground_relation_layers > 0')
             freeze_except(self.model, [RELATION_PREFIX])
+        elif cfg.stage == "class":
+            if self.model.predictor.class_refine is None:
+                raise ValueError('stage "class" needs a model with class_refine')
+            freeze_except(self.model, [CLASS_PREFIX])
         elif cfg.trainable:
             freeze_except(self.model, cfg.trainable)
         d = self.glee_cfg.hidden_dim
@@ -213,9 +222,7 @@ class Trainer:
         """Train until the budget is spent; checkpoint periodically; export at the end."""
         cfg = self.cfg
         last_ckpt = time.perf_counter()
-        draw, train = (
-            self._relation_stage() if cfg.stage == "relation" else (self._draw_task, self.train_step)
-        )
+        draw, train = self._head_stage() if cfg.stage != "all" else (self._draw_task, self.train_step)
         ema: dict[str, float] = {}
         per_task: dict[str, float] = {}
         log = (self.out / LOG).open("a")
@@ -256,8 +263,8 @@ class Trainer:
                     last_ckpt = time.perf_counter()
         finally:
             log.close()
-        if cfg.stage == "relation":
-            self._report_relation()
+        if cfg.stage != "all":
+            self._report_stage()
         self.save()
         self.export(self.out / EXPORT)
         return ema
@@ -266,63 +273,80 @@ class Trainer:
         batch = self.sampler.sample()
         return batch.task, batch
 
-    # ------------------------------------------------------------ relation stage
-    def _relation_stage(
+    # ------------------------------------------------------------ head stages
+    def _head_stage(
         self,
-    ) -> tuple[Callable[[], tuple[str, GroundingSamples]], Callable[[GroundingSamples], dict[str, float]]]:
-        """Collect the frozen model's grounding outputs (counted in the clock), hold some out, and return
-        the stage's (draw, train) pair: random batches of the rest, one AdamW step of the head on each."""
+    ) -> tuple[Callable[[], tuple[str, HeadSamples]], Callable[[HeadSamples], dict[str, float]]]:
+        """Collect the frozen model's outputs for the stage's task (counted in the clock), hold some out,
+        and return the stage's (draw, train) pair: random batches of the rest, one AdamW step of the head
+        on each."""
         cfg = self.cfg
+        task = "ground" if cfg.stage == "relation" else "detect"
         self.sampler.mix = cfg.tasks.model_copy(
-            update={"detect": 0.0, "ground": 1.0, "visual": 0.0, "pairs": 0.0}
+            update={name: float(name == task) for name in ("detect", "ground", "visual", "pairs")}
         )
         start = time.perf_counter()
         shown = [0]
 
         def progress(found: int) -> None:
-            if found // 500 > shown[0] // 500 or found == cfg.relation_samples:
+            if found // 500 > shown[0] // 500 or found == cfg.stage_samples:
                 minutes = (time.perf_counter() - start) / 60
-                self.echo(f"relation samples {found}/{cfg.relation_samples} {minutes:.1f} min")
+                self.echo(f"{cfg.stage} samples {found}/{cfg.stage_samples} {minutes:.1f} min")
             shown[0] = found
 
-        samples = collect(
-            self.model,
-            self._grounding_batch,
-            cfg.relation_samples,
-            cfg.loss.refer_iou,
-            progress,
-            self._autocast,
-        )
+        samples: HeadSamples
+        if cfg.stage == "relation":
+            samples = relation_stage.collect(
+                self.model,
+                self._grounding_batch,
+                cfg.stage_samples,
+                cfg.loss.refer_iou,
+                progress,
+                self._autocast,
+            )
+        else:
+            samples = class_stage.collect(
+                self.model, self._detection_batch, cfg.stage_samples, cfg.loss, progress, self._autocast
+            )
         self.elapsed += time.perf_counter() - start
         order = torch.randperm(len(samples), generator=self.generator)
-        held = int(len(samples) * cfg.relation_holdout)
-        self.relation_heldout, fit = samples.take(order[:held]), samples.take(order[held:])
-        self.echo(f"relation stage: {len(fit)} samples to fit, {held} held out")
+        held = int(len(samples) * cfg.stage_holdout)
+        self.stage_heldout, fit = samples.take(order[:held]), samples.take(order[held:])
+        self.echo(f"{cfg.stage} stage: {len(fit)} samples to fit, {held} held out")
 
-        def draw() -> tuple[str, GroundingSamples]:
-            return "relation", fit.take(torch.randint(len(fit), (cfg.batch_size,), generator=self.generator))
+        def draw() -> tuple[str, HeadSamples]:
+            return cfg.stage, fit.take(torch.randint(len(fit), (cfg.batch_size,), generator=self.generator))
 
-        return draw, self.relation_step
+        return draw, self.head_step
 
     def _grounding_batch(self) -> tuple[Tensor, list[str], list[Tensor]]:
         batch = self.sampler.sample()
         boxes = [torch.from_numpy(t.boxes) for t in batch.targets]
         return self._images(batch), [t.expression or "" for t in batch.targets], boxes
 
-    def relation_step(self, samples: GroundingSamples) -> dict[str, float]:
-        """One AdamW step of the relation head on cached samples."""
-        loss = relation_loss(self.model, samples)
-        self._optimize(loss)
-        return {"refer": float(loss.detach()), "total": float(loss.detach())}
+    def _detection_batch(self) -> tuple[Tensor, list[TextPrompt], list[Targets]]:
+        batch = self.sampler.sample()
+        return self._images(batch), self._prompts(batch), self._targets(batch)
 
-    def _report_relation(self) -> None:
-        held = self.relation_heldout
+    def head_step(self, samples: HeadSamples) -> dict[str, float]:
+        """One AdamW step of the stage's head on cached samples."""
+        if isinstance(samples, GroundingSamples):
+            name, loss = "refer", relation_loss(self.model, samples)
+        else:
+            name, loss = "class", class_loss(self.model, samples, self.cfg.loss.focal_alpha)
+        self._optimize(loss)
+        return {name: float(loss.detach()), "total": float(loss.detach())}
+
+    def _report_stage(self) -> None:
+        held = self.stage_heldout
         with torch.no_grad():
-            after = held.top1_accuracy(held.logits_after(self.model))
-        self.echo(
-            f"relation stage: held-out top-1 {held.top1_accuracy(held.logits):.3f} -> {after:.3f} "
-            f"({len(held)} samples)"
-        )
+            after = held.logits_after(self.model)
+        if isinstance(held, GroundingSamples):
+            before_after = f"top-1 {held.top1_accuracy(held.logits):.3f} -> {held.top1_accuracy(after):.3f}"
+        else:
+            alpha = self.cfg.loss.focal_alpha
+            before_after = f"class loss {held.loss(held.logits, alpha):.4f} -> {held.loss(after, alpha):.4f}"
+        self.echo(f"{self.cfg.stage} stage: held-out {before_after} ({len(held)} samples)")
 
     # ------------------------------------------------------------ state
     def save(self) -> Path:
