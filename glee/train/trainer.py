@@ -42,6 +42,19 @@ CACHE = "cache.npz"
 HeadSamples = GroundingSamples | DetectionSamples
 
 
+@dataclasses.dataclass(frozen=True)
+class HeadStage:
+    prefix: str  # the parameters it trains
+    needs: str  # the model setting that adds them
+    task: str  # the sampler task whose batches it caches
+
+
+HEAD_STAGES = {
+    "relation": HeadStage(RELATION_PREFIX, "ground_relation_layers > 0", "ground"),
+    "class": HeadStage(CLASS_PREFIX, "class_refine", "detect"),
+}
+
+
 class Trainer:
     def __init__(
         self,
@@ -66,14 +79,11 @@ class Trainer:
         self.model: GleeModel = build_glee(self.glee_cfg).train()
         if init is not None:
             self.echo(load_checkpoint(self.model, init, strict=False).summary())
-        if cfg.stage == "relation":
-            if self.model.predictor.ground_relation is None:
-                raise ValueError('stage "relation" needs a model with ground_relation_layers > 0')
-            freeze_except(self.model, [RELATION_PREFIX])
-        elif cfg.stage == "class":
-            if self.model.predictor.class_refine is None:
-                raise ValueError('stage "class" needs a model with class_refine')
-            freeze_except(self.model, [CLASS_PREFIX])
+        if cfg.stage != "all":
+            head = HEAD_STAGES[cfg.stage]
+            if not any(name.startswith(head.prefix) for name, _ in self.model.named_parameters()):
+                raise ValueError(f'stage "{cfg.stage}" needs a model with {head.needs}')
+            freeze_except(self.model, [head.prefix])
         elif cfg.trainable:
             freeze_except(self.model, cfg.trainable)
         d = self.glee_cfg.hidden_dim
@@ -281,7 +291,7 @@ class Trainer:
         and return the stage's (draw, train) pair: random batches of the rest, one AdamW step of the head
         on each."""
         cfg = self.cfg
-        task = "ground" if cfg.stage == "relation" else "detect"
+        task = HEAD_STAGES[cfg.stage].task
         self.sampler.mix = cfg.tasks.model_copy(
             update={name: float(name == task) for name in ("detect", "ground", "visual", "pairs")}
         )
