@@ -93,6 +93,11 @@ class GleeConfig:
     # Report each output box as the tight box of its (cropped) output mask instead of the regressed box.
     # False = the official regressed boxes.
     box_from_mask: bool = False
+    # Snap output masks to the image's colour edges with a guided filter (``glee.model.guided_filter``) of
+    # this radius in model-input pixels (4 = one mask cell) and this eps (colour variance in 0..1 treated
+    # as noise). None = the official masks (bilinear upsampling of the quarter-resolution logits).
+    mask_guided_radius: float | None = None
+    mask_guided_eps: float = 1e-3
     max_prompt_points: int = 512
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN_RGB
@@ -174,6 +179,11 @@ def demo() -> GleeConfig:
         # Its masks fit objects better than its regressed boxes (60 tuning images: mask AP 0.705 against
         # box AP 0.585), and an annotated box is the tight box of the visible mask.
         box_from_mask=True,
+        # One mask cell covers up to 8x8 image pixels (inputs are at most half the image size), and its edges
+        # are bilinear blurs; snapping them to the colour edges (two cells' radius) on the 60 tuning images:
+        # box-prompt mIoU 0.882 -> 0.929, point 0.879 -> 0.921, mask AP 0.786 -> 0.853, box AP50 0.886 ->
+        # 0.905 (boxes come from the masks). Radius 12: the same within 0.003; 4: about 0.01 lower.
+        mask_guided_radius=8.0,
         # Long side 256: the size the demo model is trained at (and 4x fewer pixels than 512 on CPU).
         min_size_test=256,
         max_size_test=256,

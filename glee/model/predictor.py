@@ -3,10 +3,11 @@
 Inputs are numpy HxWx3 uint8 RGB arrays or PIL images; outputs are :class:`ImageResult` in original
 image pixels. Post-processing follows the official inference path: no NMS, top-K over query x class,
 final score = class probability x mean mask probability inside the mask, top-1 for grounding and visual
-prompts, regressed boxes. A config may change four of those for a small model (all off for the official
+prompts, regressed boxes. A config may change five of those for a small model (all off for the official
 variants, on for the demo model): re-rank visual-prompt candidates by how well their masks fit the prompt
-(``GleeConfig.prompt_rerank``), crop masks to their boxes (``mask_box_margin``), drop duplicate detections
-by box NMS (``detection_nms_iou``) and report each box as its mask's tight box (``box_from_mask``). Masks
+(``GleeConfig.prompt_rerank``), snap masks to the image's colour edges (``mask_guided_radius``), crop masks
+to their boxes (``mask_box_margin``), drop duplicate detections by box NMS (``detection_nms_iou``) and report
+each box as its mask's tight box (``box_from_mask``). Masks
 are computed only for the kept queries, never for all queries at full resolution.
 
 ``run_batch`` is the engine's entry point: tasks with the same :meth:`batch_key` share one forward.
@@ -27,6 +28,7 @@ from PIL import Image
 
 from glee.data.masks import box_iou, mask_boxes
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
+from glee.model.guided_filter import refine_masks
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
 
@@ -71,6 +73,7 @@ RERANK_FIT_POWER = 4.0
 @dataclass
 class _Prepared:
     pixels: torch.Tensor  # [3, h, w] float 0..255 at model-input size
+    image: np.ndarray  # the original HxWx3 uint8
     orig: tuple[int, int]
     size: tuple[int, int]
 
@@ -185,12 +188,13 @@ class GleePredictor:
             raise InputError(f"unknown task kind {task.kind!r}")
 
     def _prepare(self, image: np.ndarray) -> _Prepared:
+        original = image
         h, w = image.shape[:2]
         rh, rw = resized_size(h, w, self.cfg.min_size_test, self.cfg.max_size_test)
         if (rh, rw) != (h, w):
             image = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BILINEAR))
         pixels = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1).float()
-        return _Prepared(pixels, (h, w), (rh, rw))
+        return _Prepared(pixels, original, (h, w), (rh, rw))
 
     def _images(self, prepared: list[_Prepared]) -> torch.Tensor:
         return torch.cat([self.model.normalize_and_pad(p.pixels[None]) for p in prepared], 0)
@@ -316,10 +320,16 @@ class GleePredictor:
         boxes = boxes * torch.tensor([wp * w / rw, hp * h / rh] * 2, device=boxes.device)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        masks = full > 0
-        if self.cfg.mask_box_margin is not None:
-            masks &= _box_region(boxes, self.cfg.mask_box_margin, h, w)
-        prob = full.sigmoid()
+        prob = full.float().sigmoid()
+        margin = self.cfg.mask_box_margin
+        region = None if margin is None else _box_region(boxes, margin, h, w)
+        if region is not None:
+            prob = prob * region  # what the crop removes need not be filtered (nor scored)
+        if self.cfg.mask_guided_radius is not None:
+            prob = self._snap_to_edges(prob, p)
+        masks = prob > 0.5
+        if region is not None:
+            masks &= region
         mask_score = (prob * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
         scores = probs * mask_score[inverse]
         # Per unique query (a query listed under several labels has one mask and one box), then per row.
@@ -337,6 +347,13 @@ class GleePredictor:
             track_embeds=out.decoder.track_embed[b, unique][inverse].float().cpu().numpy(),
             query_index=unique[inverse].cpu().numpy().astype(np.int64),
         )
+
+    def _snap_to_edges(self, prob: torch.Tensor, p: _Prepared) -> torch.Tensor:
+        """[U, h, w] mask probabilities guided-filtered by the original image (``mask_guided_radius`` is in
+        model-input pixels, so it covers the same number of mask cells at any image size)."""
+        radius = max(1, round(self.cfg.mask_guided_radius * p.orig[0] / p.size[0]))
+        colours = torch.tensor(p.image, device=prob.device).permute(2, 0, 1).float() / 255
+        return refine_masks(colours, prob, radius, self.cfg.mask_guided_eps).clamp(0, 1)
 
 
 def _box_region(boxes: torch.Tensor, margin: float, h: int, w: int) -> torch.Tensor:
