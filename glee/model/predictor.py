@@ -15,6 +15,8 @@ are computed only for the kept queries, never for all queries at full resolution
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Sequence
@@ -114,6 +116,12 @@ class GleePredictor:
         """Randomly initialized model: for plumbing tests and benchmarks only (outputs mean nothing)."""
         torch.manual_seed(seed)
         return cls(build_glee(variant), f"{variant}-random")
+
+    def with_config(self, **changes: object) -> GleePredictor:
+        """The same model and text caches under a config with ``changes`` (post-processing settings)."""
+        other = copy.copy(self)
+        other.cfg = dataclasses.replace(self.cfg, **changes)
+        return other
 
     @property
     def embed_dim(self) -> int:

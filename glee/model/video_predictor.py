@@ -53,6 +53,11 @@ class VideoPredictor:
     """Streams frames through an image predictor and keeps object identities across them."""
 
     def __init__(self, predictor: ImagePredictor) -> None:
+        # Video tasks keep bilinear masks: with the guided filter, the tight mask of a nearly hidden object
+        # shrinks the box that a lost VOS track is re-prompted from, and a crossing object was not found
+        # again (TRAINING.md, "Guided masks").
+        if getattr(getattr(predictor, "cfg", None), "mask_guided_radius", None) is not None:
+            predictor = predictor.with_config(mask_guided_radius=None)  # type: ignore[attr-defined]
         self.predictor = predictor
 
     @classmethod
