@@ -11,7 +11,6 @@ image pixels grows with the image (16 px at 512), and so does every mask.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -40,8 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     guided = GleePredictor.load()
-    bilinear = GleePredictor(guided.model, "glee-demo")
-    bilinear.cfg = dataclasses.replace(guided.cfg, mask_guided_radius=None)
+    bilinear = guided.with_config(mask_guided_radius=None)
     config = SceneConfig(min_size=args.size, max_size=args.size)
     kinds: dict[str, Callable[[GleePredictor, object, list[dict]], object]] = {
         "detect, threshold 0.3": lambda p, image, _: p.detect(image, SHAPES),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Sequence
@@ -78,6 +79,12 @@ class _Prepared:
     image: np.ndarray  # the original HxWx3 uint8
     orig: tuple[int, int]
     size: tuple[int, int]
+
+    @functools.cached_property
+    def colours(self) -> torch.Tensor:
+        """[3, H, W] the original image in 0..1 on the model's device (the guided filter's guide), made once
+        per image however many prompts or expressions share it."""
+        return torch.tensor(self.image, device=self.pixels.device).permute(2, 0, 1).float() / 255
 
 
 class GleePredictor:
@@ -360,8 +367,7 @@ class GleePredictor:
         """[U, h, w] mask probabilities guided-filtered by the original image (``mask_guided_radius`` is in
         model-input pixels, so it covers the same number of mask cells at any image size)."""
         radius = max(1, round(self.cfg.mask_guided_radius * p.orig[0] / p.size[0]))
-        colours = torch.tensor(p.image, device=prob.device).permute(2, 0, 1).float() / 255
-        return refine_masks(colours, prob, radius, self.cfg.mask_guided_eps).clamp(0, 1)
+        return refine_masks(p.colours, prob, radius, self.cfg.mask_guided_eps).clamp(0, 1)
 
 
 def _box_region(boxes: torch.Tensor, margin: float, h: int, w: int) -> torch.Tensor:
