@@ -12,6 +12,7 @@ from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
+from glee.model.relation import BOX_FEATURES, RANK_FEATURES, RANKED, soft_ranks
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +275,20 @@ def test_grounding_relation_starts_as_plain_grounding_and_compares_candidates() 
     # Padding tokens are not read.
     tokens[0, 1] = 100.0
     torch.testing.assert_close(head(queries, boxes, logits, 1.0, tokens, mask), first)
+
+
+def test_soft_ranks_count_the_likely_candidates_beyond_each_query() -> None:
+    """Three equally likely boxes in a row and an unlikely one further left: the share of likely candidates
+    left of each query is 1/6, 1/2, 5/6 (its own weight counts half), the unlikely box counts for nothing,
+    and the two directions of one quantity add up to the total weight, 1."""
+    boxes = torch.tensor([[[x, 0.5, 0.1, 0.1] for x in (0.2, 0.5, 0.8, 0.05)]])
+    ranks = soft_ranks(boxes, torch.tensor([[0.0, 0.0, 0.0, -10.0]]))[0]
+    assert ranks.shape == (4, RANK_FEATURES)
+    per_pair = 2 * len(RANKED)
+    left = RANKED.index(BOX_FEATURES.index("cx")) + len(RANKED)
+    torch.testing.assert_close(ranks[:3, left], torch.tensor([1 / 6, 1 / 2, 5 / 6]), atol=2e-3, rtol=0)
+    increasing, decreasing = ranks.unflatten(-1, (-1, per_pair)).split(len(RANKED), -1)
+    torch.testing.assert_close(increasing + decreasing, torch.ones_like(increasing))
 
 
 def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only() -> None:
