@@ -19,9 +19,8 @@ from collections.abc import Callable
 import torch
 
 from glee.data.scenes import SceneConfig, generate_scene
+from glee.data.spec import SHAPES
 from glee.model import GleePredictor
-
-SHAPES = ["circle", "square", "triangle", "star", "hexagon", "cross"]
 
 
 def _ms(call: Callable[..., object], *args: object) -> float:
@@ -42,9 +41,9 @@ def main() -> None:
     bilinear = guided.with_config(mask_guided_radius=None)
     config = SceneConfig(min_size=args.size, max_size=args.size)
     kinds: dict[str, Callable[[GleePredictor, object, list[dict]], object]] = {
-        "detect, threshold 0.3": lambda p, image, _: p.detect(image, SHAPES),
+        "detect, threshold 0.3": lambda p, image, _: p.detect(image, list(SHAPES)),
         "detect, threshold 0, 100 detections (COCO AP)": lambda p, image, _: p.detect(
-            image, SHAPES, score_threshold=0.0, max_detections=100
+            image, list(SHAPES), score_threshold=0.0, max_detections=100
         ),
         "segment, one box prompt per object": lambda p, image, prompts: p.segment(image, prompts),
     }
