@@ -17,17 +17,6 @@ from PIL import Image, ImageDraw
 
 from glee.service.launcher import RedisServer, ServerProcess
 
-BELOW_TARGET = "glee-demo is below its quality targets; measured numbers and limits in TRAINING.md"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``@pytest.mark.below_target`` tests state a product target the embedded model misses: they run
-    as strict xfails, so an unexpected pass fails the suite and the marker has to go once a better model
-    lands."""
-    for item in items:
-        if item.get_closest_marker("below_target"):
-            item.add_marker(pytest.mark.xfail(strict=True, reason=BELOW_TARGET))
-
 
 @pytest.fixture(scope="session")
 def unused_port() -> Iterator[int]:

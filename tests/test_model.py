@@ -12,7 +12,7 @@ from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
-from glee.model.relation import BOX_FEATURES, RANK_FEATURES, RANKED, soft_ranks
+from glee.model.relation import RANK_FEATURES, RANKED, mask_areas, ranked_quantities, soft_ranks
 
 
 @pytest.fixture(scope="module")
@@ -268,13 +268,17 @@ def test_grounding_relation_starts_as_plain_grounding_and_compares_candidates() 
     queries, logits = torch.randn(1, 3, 128), torch.zeros(1, 3)
     boxes = torch.tensor([[[0.3, 0.5, 0.1, 0.1], [0.6, 0.5, 0.1, 0.1], [0.8, 0.2, 0.2, 0.1]]])
     tokens, mask = torch.randn(1, 2, 128), torch.tensor([[True, False]])
-    first = head(queries, boxes, logits, 1.0, tokens, mask)
+    areas = torch.tensor([[0.005, 0.005, 0.01]])
+    first = head(queries, boxes, areas, logits, 1.0, tokens, mask)
     moved = boxes.clone()
     moved[0, 1, 0] = 0.1
-    assert (head(queries, moved, logits, 1.0, tokens, mask)[0, 0] - first[0, 0]).abs() > 1e-4
+    assert (head(queries, moved, areas, logits, 1.0, tokens, mask)[0, 0] - first[0, 0]).abs() > 1e-4
+    # ... and on query 1's mask area (boxes unchanged).
+    grown = torch.tensor([[0.005, 0.02, 0.01]])
+    assert (head(queries, boxes, grown, logits, 1.0, tokens, mask)[0, 0] - first[0, 0]).abs() > 1e-4
     # Padding tokens are not read.
     tokens[0, 1] = 100.0
-    torch.testing.assert_close(head(queries, boxes, logits, 1.0, tokens, mask), first)
+    torch.testing.assert_close(head(queries, boxes, areas, logits, 1.0, tokens, mask), first)
 
 
 def test_soft_ranks_count_the_likely_candidates_beyond_each_query() -> None:
@@ -282,13 +286,32 @@ def test_soft_ranks_count_the_likely_candidates_beyond_each_query() -> None:
     left of each query is 1/6, 1/2, 5/6 (its own weight counts half), the unlikely box counts for nothing,
     and the two directions of one quantity add up to the total weight, 1."""
     boxes = torch.tensor([[[x, 0.5, 0.1, 0.1] for x in (0.2, 0.5, 0.8, 0.05)]])
-    ranks = soft_ranks(boxes, torch.tensor([[0.0, 0.0, 0.0, -10.0]]))[0]
+    g = ranked_quantities(boxes, torch.tensor([[0.01, 0.25, 0.09, 0.0]]))
+    ranks = soft_ranks(g, torch.tensor([[0.0, 0.0, 0.0, -10.0]]))[0]
     assert ranks.shape == (4, RANK_FEATURES)
     per_pair = 2 * len(RANKED)
-    left = RANKED.index(BOX_FEATURES.index("cx")) + len(RANKED)
+    left = RANKED.index("cx") + len(RANKED)
     torch.testing.assert_close(ranks[:3, left], torch.tensor([1 / 6, 1 / 2, 5 / 6]), atol=2e-3, rtol=0)
+    # Equal boxes, unequal masks: the middle query's mask is the largest, so no likely candidate's is larger.
+    larger = RANKED.index("sqrt_mask_area")
+    torch.testing.assert_close(ranks[:3, larger], torch.tensor([5 / 6, 1 / 6, 1 / 2]), atol=2e-3, rtol=0)
     increasing, decreasing = ranks.unflatten(-1, (-1, per_pair)).split(len(RANKED), -1)
     torch.testing.assert_close(increasing + decreasing, torch.ones_like(increasing))
+
+
+def test_mask_areas_count_the_mask_inside_the_grown_box() -> None:
+    """The share of the frame where a query's mask logit is positive, cut to its box grown by the margin:
+    a mask filling the frame counts only its box region, and without a margin all of it."""
+    features = torch.zeros(1, 2, 8, 10)
+    features[0, 0] = 1.0  # channel 0 is positive everywhere
+    features[0, 1, :4] = 1.0  # channel 1 only in the top half
+    embed = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    boxes = torch.tensor([[[0.5, 0.5, 0.4, 0.5], [0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]]])
+    areas = mask_areas(embed, features, boxes, 0.0)[0]
+    torch.testing.assert_close(areas, torch.tensor([4 * 4 / 80, 0.5, 0.0]))
+    # Grown by 25 % of its size per side, the first box covers 6 x 6 cells.
+    torch.testing.assert_close(mask_areas(embed, features, boxes, 0.25)[0, 0], torch.tensor(36 / 80))
+    torch.testing.assert_close(mask_areas(embed, features, boxes, None)[0], torch.tensor([1.0, 0.5, 0.0]))
 
 
 def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only() -> None:

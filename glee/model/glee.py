@@ -153,7 +153,11 @@ class GleeModel(nn.Module):
         pix = self.pixel_decoder(features, fusion if self.cfg.early_fusion else None, fusion_mask)
         query_prompt = self._query_prompt(prompts, pix.multi_scale_features, visual)
         out = self.predictor(
-            pix.multi_scale_features, query_prompt, denoising=denoising, return_aux=return_aux
+            pix.multi_scale_features,
+            query_prompt,
+            mask_features=pix.mask_features,
+            denoising=denoising,
+            return_aux=return_aux,
         )
         return ModelOutput(out, pix.mask_features)
 

@@ -134,3 +134,15 @@ def _sine_frequencies(num_feats: int, device: torch.device) -> Tensor:
 def _interleave_sin_cos(x: Tensor) -> Tensor:
     """[..., F] -> [..., F]: sin of even and cos of odd columns, interleaved (sin0, cos1, sin2, ...)."""
     return torch.stack([x[..., 0::2].sin(), x[..., 1::2].cos()], dim=-1).flatten(-2)
+
+
+def box_region(boxes: Tensor, margin: float, h: int, w: int) -> Tensor:
+    """[N, h, w] bool: the cells whose centres lie in each xyxy box (in cells) grown by ``margin`` x its
+    size per side; how far an output mask may reach from its box (``GleeConfig.mask_box_margin``)."""
+    grow = (boxes[:, 2:] - boxes[:, :2]) * margin
+    lo, hi = boxes[:, :2] - grow, boxes[:, 2:] + grow
+    xs = torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5
+    ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5
+    cols = (xs[None] >= lo[:, :1]) & (xs[None] <= hi[:, :1])
+    rows = (ys[None] >= lo[:, 1:]) & (ys[None] <= hi[:, 1:])
+    return rows[:, :, None] & cols[:, None, :]

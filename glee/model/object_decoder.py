@@ -25,7 +25,7 @@ from glee.model.config import GleeConfig
 from glee.model.layers import MLP, inverse_sigmoid, sine_box_embed
 from glee.model.ops.ms_deform_attn import MSDeformAttn
 from glee.model.pixel_decoder import level_geometry
-from glee.model.relation import BOX_FEATURES, GroundingRelation, box_features
+from glee.model.relation import BOX_FEATURES, GroundingRelation, box_features, mask_areas
 
 # Logit of the focal-loss prior 0.01 (RetinaNet's initial bias): what from-scratch heads start at.
 FOCAL_PRIOR_LOGIT = -math.log(99.0)
@@ -134,6 +134,7 @@ class DecoderOutput:
     interm: LayerPrediction | None = None  # encoder proposals (training)
     num_denoising: int = 0
     denoising: LayerPrediction | None = None  # last layer's rows of the denoising queries (training)
+    mask_area: Tensor | None = None  # [B, Q] what the relation head read (``relation.mask_areas``)
 
 
 class ObjectDecoder(nn.Module):
@@ -171,6 +172,7 @@ class ObjectDecoder(nn.Module):
             nn.init.zeros_(self.ground_box.layers[-1].weight)
             nn.init.zeros_(self.ground_box.layers[-1].bias)
         self.ground_relation: GroundingRelation | None = None
+        self.mask_box_margin = cfg.mask_box_margin
         if cfg.ground_relation_layers > 0:
             self.ground_relation = GroundingRelation(
                 d, cfg.num_heads, cfg.dim_feedforward, cfg.ground_relation_layers
@@ -227,14 +229,20 @@ class ObjectDecoder(nn.Module):
         return self.class_logits(d @ self.category_embed + self.class_refine(d), prompt)
 
     def relate(
-        self, normed: Tensor, boxes: Tensor, logits: Tensor, tokens: Tensor, mask: Tensor | None
+        self,
+        normed: Tensor,
+        boxes: Tensor,
+        mask_area: Tensor,
+        logits: Tensor,
+        tokens: Tensor,
+        mask: Tensor | None,
     ) -> Tensor:
         """Grounding logits [B, Q] after the relation head, from the last layer's single-normed queries
-        [B, Q, D], boxes [B, Q, 4] and grounding logits [B, Q] and the sentence tokens [B, T, D] (mask
-        [B, T], True = real). The change is in cosine units, scaled like the logits."""
+        [B, Q, D], boxes [B, Q, 4], mask areas [B, Q] and grounding logits [B, Q] and the sentence tokens
+        [B, T, D] (mask [B, T], True = real). The change is in cosine units, scaled like the logits."""
         assert self.ground_relation is not None
         scale = self.logit_scale.exp() if self.cosine_logits else 1.0
-        delta = self.ground_relation(self.decoder_norm(normed), boxes, logits, scale, tokens, mask)
+        delta = self.ground_relation(self.decoder_norm(normed), boxes, mask_area, logits, scale, tokens, mask)
         return logits + delta * scale
 
     def heads(self, hidden: Tensor, prompt: QueryPrompt, boxes: Tensor) -> LayerPrediction:
@@ -250,10 +258,12 @@ class ObjectDecoder(nn.Module):
         maps: list[Tensor],
         prompt: QueryPrompt,
         *,
+        mask_features: Tensor | None = None,
         denoising: DenoisingQueries | None = None,
         return_aux: bool = False,
     ) -> DecoderOutput:
-        """maps: encoder-order multi-scale features [B, C, H_l, W_l] (stride 8 first)."""
+        """maps: encoder-order multi-scale features [B, C, H_l, W_l] (stride 8 first); mask_features: the
+        pixel decoder's [B, D, H/4, W/4], which the relation head needs (grounding with one)."""
         rev = maps[::-1]
         d = rev[0].shape[1]
         shapes = [(m.shape[2], m.shape[3]) for m in rev]
@@ -311,10 +321,15 @@ class ObjectDecoder(nn.Module):
                     aux.append(pred)
             ref = new_ref.detach()
         last = slice_queries(pred, num_dn, None)
+        mask_area = None
         if self.ground_relation is not None and prompt.sentence_tokens is not None:
+            if mask_features is None:
+                raise ValueError("the grounding relation head needs the mask features")
+            mask_area = mask_areas(last.mask_embed, mask_features, last.boxes, self.mask_box_margin)
             related = self.relate(
                 normed[:, num_dn:],
                 last.boxes,
+                mask_area,
                 last.logits[..., 0],
                 prompt.sentence_tokens,
                 prompt.sentence_mask,
@@ -335,6 +350,7 @@ class ObjectDecoder(nn.Module):
             interm=interm,
             num_denoising=num_dn,
             denoising=slice_queries(pred, 0, num_dn) if num_dn else None,
+            mask_area=mask_area,
         )
 
 

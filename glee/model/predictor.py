@@ -32,6 +32,7 @@ from PIL import Image
 from glee.data.masks import box_iou, mask_boxes
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.guided_filter import refine_masks
+from glee.model.layers import box_region
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
 
@@ -337,7 +338,7 @@ class GleePredictor:
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
         prob = full.float().sigmoid()
         margin = self.cfg.mask_box_margin
-        region = None if margin is None else _box_region(boxes, margin, h, w)
+        region = None if margin is None else box_region(boxes, margin, h, w)
         if region is not None:
             prob = prob * region  # what the crop removes need not be filtered (nor scored)
         if self.cfg.mask_guided_radius is not None:
@@ -368,17 +369,6 @@ class GleePredictor:
         model-input pixels, so it covers the same number of mask cells at any image size)."""
         radius = max(1, round(self.cfg.mask_guided_radius * p.orig[0] / p.size[0]))
         return refine_masks(p.colours, prob, radius, self.cfg.mask_guided_eps).clamp(0, 1)
-
-
-def _box_region(boxes: torch.Tensor, margin: float, h: int, w: int) -> torch.Tensor:
-    """[N,h,w] bool: the pixels whose centres lie in each xyxy box grown by ``margin`` x its size per side."""
-    grow = (boxes[:, 2:] - boxes[:, :2]) * margin
-    lo, hi = boxes[:, :2] - grow, boxes[:, 2:] + grow
-    xs = torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5
-    ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5
-    cols = (xs[None] >= lo[:, :1]) & (xs[None] <= hi[:, :1])
-    rows = (ys[None] >= lo[:, 1:]) & (ys[None] <= hi[:, 1:])
-    return rows[:, :, None] & cols[:, None, :]
 
 
 def _nms(result: ImageResult, iou: float) -> np.ndarray:

@@ -34,6 +34,7 @@ class GroundingSamples:
 
     normed: Tensor  # [N, Q, D] single-normed queries
     boxes: Tensor  # [N, Q, 4]
+    mask_area: Tensor  # [N, Q] share of the frame each query's mask covers (``relation.mask_areas``)
     logits: Tensor  # [N, Q] grounding logits without the relation head
     tokens: Tensor  # [N, T, D] the sentence's real tokens, zero-padded
     token_mask: Tensor  # [N, T] True = real
@@ -48,7 +49,12 @@ class GroundingSamples:
     def logits_after(self, model: GleeModel) -> Tensor:
         """[n, Q] grounding logits of these samples with the model's relation head."""
         return model.predictor.relate(
-            self.normed.float(), self.boxes, self.logits, self.tokens.float(), self.token_mask
+            self.normed.float(),
+            self.boxes,
+            self.mask_area,
+            self.logits,
+            self.tokens.float(),
+            self.token_mask,
         )
 
     def top1_accuracy(self, logits: Tensor) -> float:
@@ -68,8 +74,8 @@ def collect(
     """Run the frozen model (eval mode, no grad) on grounding batches until ``count`` samples with at least
     one positive query are collected. ``batches()`` gives normalized images [B, 3, H, W], their sentences
     and each image's referred box [1, 4] (cxcywh in 0..1). The forwards dominate the stage's time;
-    they run inside ``precision()`` (the trainer's autocast for the config's "precision"). Boxes and logits
-    are kept in fp32, queries and tokens in fp16."""
+    they run inside ``precision()`` (the trainer's autocast for the config's "precision"). Boxes, mask
+    areas and logits are kept in fp32, queries and tokens in fp16."""
     parts: dict[str, list[Tensor]] = {f: [] for f in GroundingSamples.__dataclass_fields__}
     found = 0
     with torch.no_grad():
@@ -78,6 +84,7 @@ def collect(
             with precision():
                 prompts = [model.expression_prompt(s) for s in sentences]
                 out = model.run(images, prompts).decoder
+            assert out.mask_area is not None  # the stage needs a model with a relation head
             for b, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
                 boxes = out.last.boxes[b].float()
                 positive = referred_positives(boxes, target, iou)
@@ -86,6 +93,7 @@ def collect(
                 tokens = prompt.grounding_tokens[prompt.grounding_mask]
                 parts["normed"].append(out.track_embed[b].half())
                 parts["boxes"].append(boxes)
+                parts["mask_area"].append(out.mask_area[b].float())
                 parts["logits"].append(out.last.logits[b, :, 0].float())
                 parts["tokens"].append(tokens.half())
                 parts["token_mask"].append(torch.ones(len(tokens), dtype=torch.bool))
@@ -95,6 +103,7 @@ def collect(
     return GroundingSamples(
         normed=torch.stack(parts["normed"]),
         boxes=torch.stack(parts["boxes"]),
+        mask_area=torch.stack(parts["mask_area"]),
         logits=torch.stack(parts["logits"]),
         tokens=pad_sequence(parts["tokens"], batch_first=True),
         token_mask=pad_sequence(parts["token_mask"], batch_first=True, padding_value=False),
