@@ -146,3 +146,15 @@ def box_region(boxes: Tensor, margin: float, h: int, w: int) -> Tensor:
     cols = (xs[None] >= lo[:, :1]) & (xs[None] <= hi[:, :1])
     rows = (ys[None] >= lo[:, 1:]) & (ys[None] <= hi[:, 1:])
     return rows[:, :, None] & cols[:, None, :]
+
+
+def box_xyxy(boxes: Tensor) -> Tensor:
+    """[..., 4] cxcywh -> [..., 4] xyxy (the model's boxes are cxcywh; crops, IoUs and GIoU need corners)."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+
+
+def box_cxcywh(boxes: Tensor) -> Tensor:
+    """[..., 4] xyxy -> [..., 4] cxcywh, the inverse of :func:`box_xyxy`."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)

@@ -171,8 +171,9 @@ class ObjectDecoder(nn.Module):
             self.ground_box = MLP(d, d, len(BOX_FEATURES), 2)
             nn.init.zeros_(self.ground_box.layers[-1].weight)
             nn.init.zeros_(self.ground_box.layers[-1].bias)
-        self.ground_relation: GroundingRelation | None = None
+        # The relation head's mask areas are cut to the same grown box as the output masks.
         self.mask_box_margin = cfg.mask_box_margin
+        self.ground_relation: GroundingRelation | None = None
         if cfg.ground_relation_layers > 0:
             self.ground_relation = GroundingRelation(
                 d, cfg.num_heads, cfg.dim_feedforward, cfg.ground_relation_layers

@@ -32,7 +32,7 @@ from PIL import Image
 from glee.data.masks import box_iou, mask_boxes
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.guided_filter import refine_masks
-from glee.model.layers import box_region
+from glee.model.layers import box_region, box_xyxy
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
 
@@ -331,8 +331,7 @@ class GleePredictor:
         up = F.interpolate(logits[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :rh, :rw]
         full = F.interpolate(up[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         hp, wp = out.mask_features.shape[-2] * 4, out.mask_features.shape[-1] * 4
-        cx, cy, bw, bh = out.decoder.last.boxes[b, unique].unbind(-1)
-        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+        boxes = box_xyxy(out.decoder.last.boxes[b, unique])
         boxes = boxes * torch.tensor([wp * w / rw, hp * h / rh] * 2, device=boxes.device)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)

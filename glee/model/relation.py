@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glee.model.layers import MLP, box_region, sine_box_embed
+from glee.model.layers import MLP, box_region, box_xyxy, sine_box_embed
 
 # What grounding reads of a query's box (``box_features``), here and in ``ObjectDecoder.box_term``.
 BOX_FEATURES = ("cx", "cy", "w", "h", "sqrt_area")
@@ -76,9 +76,8 @@ def mask_areas(embed: Tensor, features: Tensor, boxes: Tensor, margin: float | N
     h, w = features.shape[-2:]
     inside = torch.einsum("bqc,bchw->bqhw", embed, features) > 0
     if margin is not None:
-        cx, cy, bw, bh = (boxes.float() * boxes.new_tensor([w, h, w, h])).flatten(0, 1).unbind(-1)
-        xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
-        inside = inside & box_region(xyxy, margin, h, w).view(b, q, h, w)
+        cells = box_xyxy(boxes.float()).flatten(0, 1) * boxes.new_tensor([w, h, w, h], dtype=torch.float32)
+        inside = inside & box_region(cells, margin, h, w).view(b, q, h, w)
     return inside.flatten(2).float().mean(-1)
 
 

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from glee.model.glee import ModelOutput
+from glee.model.layers import box_xyxy
 from glee.model.object_decoder import LayerPrediction, slice_queries
 from glee.train.config import LossWeights
 from glee.train.denoising import DenoisingPlan
 from glee.train.losses import (
-    box_xyxy,
     focal_loss,
     generalized_iou,
     mask_losses,

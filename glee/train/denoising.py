@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from glee.model.layers import inverse_sigmoid
+from glee.model.layers import box_cxcywh, box_xyxy, inverse_sigmoid
 from glee.model.object_decoder import DenoisingQueries
-from glee.train.losses import box_cxcywh, box_xyxy
 
 
 @dataclass

@@ -6,15 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def box_xyxy(boxes: Tensor) -> Tensor:
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-
-
-def box_cxcywh(boxes: Tensor) -> Tensor:
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)
+from glee.model.layers import box_xyxy
 
 
 def _overlap(a: Tensor, b: Tensor, pairwise: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:

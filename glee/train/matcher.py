@@ -7,7 +7,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from glee.train.losses import box_xyxy, focal_cost, generalized_iou
+from glee.model.layers import box_xyxy
+from glee.train.losses import focal_cost, generalized_iou
 
 
 @torch.no_grad()
