@@ -10,6 +10,7 @@ import torch
 
 from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
+from glee.model.layers import mask_crops
 from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.relation import RANK_FEATURES, RANKED, mask_areas, ranked_quantities, soft_ranks
@@ -314,14 +315,35 @@ def test_mask_areas_count_the_mask_inside_the_grown_box() -> None:
     torch.testing.assert_close(mask_areas(embed, features, boxes, None)[0], torch.tensor([1.0, 0.5, 0.0]))
 
 
-def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only() -> None:
-    """Lite has no class refinement; a zero-initialised one leaves category logits unchanged; a trained one
-    changes them, never grounding logits or a visual prompt's (ranked by confidence)."""
+def test_mask_crops_sample_each_mask_over_its_own_box() -> None:
+    """A query's crop is its mask probability on a grid over its box: the same mask seen through a box
+    around its left half and through one around all of it, and a box past the frame's edge (the border
+    value repeats)."""
+    features = torch.zeros(1, 1, 8, 8)
+    features[0, 0, 2:6, 2:6] = 10.0  # a 4 x 4 square mask in cells 2..5
+    features[0, 0][features[0, 0] == 0] = -10.0
+    embed = torch.ones(1, 3, 1)
+    boxes = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.375, 0.5, 0.25, 0.5], [0.5, 0.5, 1.0, 1.0]]])
+    crops = mask_crops(embed, features, boxes, 4)[0].view(3, 4, 4)
+    assert torch.all(crops[0] > 0.9)  # the box is the square: all inside
+    assert torch.all(crops[1] > 0.9)  # its left half: still all inside
+    ring = [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0.0]]
+    torch.testing.assert_close((crops[2] > 0.5).float(), torch.tensor(ring))
+    wide = mask_crops(embed[:, :1], features, torch.tensor([[[0.5, 0.5, 1.5, 0.5]]]), 4)[0, 0].view(4, 4)
+    torch.testing.assert_close((wide > 0.5).float(), torch.tensor([[0, 1, 1, 0.0]] * 4))
+
+
+@pytest.mark.parametrize("shape", [0, 4])
+def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only(shape: int) -> None:
+    """Lite has no class refinement; a zero-initialised one (reading the query alone or also its mask
+    crop) leaves category logits unchanged; a trained one changes them, never grounding logits or a
+    visual prompt's (ranked by confidence)."""
     assert not any("class_refine" in k for k in build_glee("lite").state_dict())
     cfg = get_config("demo")
     torch.manual_seed(0)
     plain = build_glee(cfg)
-    refined = build_glee(dataclasses.replace(cfg, class_refine=True))
+    refined = build_glee(dataclasses.replace(cfg, class_refine=True, class_refine_shape=shape))
+    assert refined.predictor.class_refine.layers[0].in_features == cfg.hidden_dim + shape * shape
     missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("predictor.class_refine.") for k in missing)
     pixels = torch.rand(1, 3, 64, 96) * 255

@@ -20,7 +20,8 @@ from glee.train.criterion import Criterion, Targets, matched_point_logits, point
 from glee.train.denoising import build_denoising
 from glee.train.losses import referring_loss, sample_at, track_contrastive_loss
 from glee.train.matcher import match
-from glee.train.tasks import TaskSampler, _describes, _flip_words
+from glee.train.relation_stage import GroundingSamples
+from glee.train.tasks import TaskSampler, _describes, flip_words
 from glee.train.trainer import CHECKPOINT, EXPORT, Trainer
 
 SIZE = 64
@@ -70,8 +71,8 @@ def test_colour_phrase_targets_only_name_matching_objects() -> None:
     assert not _describes("red circle", ("circle", "blue"))
     assert not _describes("red circle", ("square", "red"))
     assert _describes("object", ("star", None)) and _describes("star", ("star", "green"))
-    assert _flip_words("the leftmost star", (True, False)) == "the rightmost star"
-    assert _flip_words("the topmost object", (True, True)) == "the bottommost object"
+    assert flip_words("the leftmost star", (True, False)) == "the rightmost star"
+    assert flip_words("the topmost object", (True, True)) == "the bottommost object"
 
 
 def test_sampler_batches_are_consistent(cache: Cache) -> None:
@@ -247,6 +248,68 @@ def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path],
         Trainer(_config(stage="relation"), data, tmp_path / "x", echo=lambda s: None)
 
 
+def test_relation_stage_reuses_its_samples_and_fits_their_mirrors(data: list[Path], tmp_path: Path) -> None:
+    """A re-run of the stage in the same directory fits the samples the first run collected (the same
+    held-out ones), with their mirror images when asked; other collection settings collect anew."""
+    first, _ = _fit_head_stage(data, tmp_path, "relation", {"ground_relation_layers": 1})
+    lines: list[str] = []
+    cfg = first.cfg.model_copy(update={"stage_mirrors": True})
+    again = Trainer(cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append)
+    again.fit()
+    assert any("12 samples from" in line and "collected earlier" in line for line in lines), lines
+    assert any("36 samples to fit, 3 held out" in line for line in lines), lines
+    assert torch.equal(again.stage_heldout.normed, first.stage_heldout.normed)
+    assert again.stage_heldout.sentences == first.stage_heldout.sentences
+
+    lines.clear()
+    cfg = first.cfg.model_copy(update={"stage_samples": 8})
+    Trainer(cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append).fit()
+    assert any("collecting anew" in line for line in lines), lines
+    assert any("6 samples to fit, 2 held out" in line for line in lines), lines
+
+
+def test_relation_sample_mirrors_flip_boxes_inside_the_image_and_swap_direction_words() -> None:
+    """A mirror keeps the referred query (positives, logits, queries, mask areas) and mirrors every box
+    about its own image's extent; the sentence's direction words swap and it is encoded again."""
+    n, q, d = 2, 3, 4
+    boxes = torch.rand(n, q, 4)
+    samples = GroundingSamples(
+        normed=torch.randn(n, q, d).half(),
+        boxes=boxes,
+        mask_area=torch.rand(n, q),
+        logits=torch.randn(n, q),
+        tokens=torch.zeros(n, 5, d).half(),
+        token_mask=torch.ones(n, 5, dtype=torch.bool),
+        positive=torch.tensor([[True, False, False], [False, False, True]]),
+        extent=torch.tensor([[0.5, 1.0], [1.0, 0.75]]),  # (h, w)
+        sentences=["the leftmost star on the left", "the topmost red circle"],
+    )
+
+    def encode(sentence: str) -> Tensor:
+        return torch.full((len(sentence.split()), d), float(len(sentence)))
+
+    lr = samples.mirrored((True, False), encode)
+    assert lr.sentences == ["the rightmost star on the right", "the topmost red circle"]
+    assert torch.allclose(lr.boxes[0, :, 0], 1.0 - boxes[0, :, 0])
+    assert torch.allclose(lr.boxes[1, :, 0], 0.75 - boxes[1, :, 0])
+    assert torch.equal(lr.boxes[..., 1:], boxes[..., 1:])
+    assert torch.equal(lr.tokens[1, :4], encode("the topmost red circle").half())
+    assert lr.token_mask.sum(1).tolist() == [6, 4]
+    for field in ("normed", "mask_area", "logits", "positive"):
+        assert torch.equal(getattr(lr, field), getattr(samples, field))
+
+    tb = samples.mirrored((False, True), encode)
+    assert tb.sentences == ["the leftmost star on the left", "the bottommost red circle"]
+    assert torch.allclose(tb.boxes[0, :, 1], 0.5 - boxes[0, :, 1])
+    assert torch.allclose(tb.mirrored((False, True), encode).boxes, boxes)
+
+    every = samples.with_mirrors(encode)
+    assert len(every) == 4 * n and every.tokens.shape[1] == 6
+    assert every.sentences[:2] == samples.sentences
+    assert every.sentences[6:] == ["the rightmost star on the right", "the bottommost red circle"]
+    assert torch.equal(every.take(torch.tensor([1])).boxes, boxes[1:])
+
+
 def test_relation_samples_follow_the_precision_setting(data: list[Path], tmp_path: Path) -> None:
     """With "precision": "bfloat16" the stage's forwards run under autocast: the cached logits differ from
     fp32 by rounding only (a few percent in this barely trained model) and are stored in fp32."""
@@ -274,14 +337,18 @@ def test_relation_samples_follow_the_precision_setting(data: list[Path], tmp_pat
     assert error < 0.1 * full.abs().mean(), (error, full.abs().mean())  # measured: 3.4 %
 
 
+@pytest.mark.parametrize("shape", [0, 4])
 def test_class_stage_trains_only_the_refinement_on_matched_detection_samples(
-    data: list[Path], tmp_path: Path
+    data: list[Path], tmp_path: Path, shape: int
 ) -> None:
     """The class stage starts from a finished model, caches detection samples whose targets are the names
-    of the matched objects, moves only the class refinement (which can fit the samples), reports its
-    held-out loss and exports a model that uses it."""
-    trainer, lines = _fit_head_stage(data, tmp_path, "class", {"class_refine": True})
+    of the matched objects (with their mask crops when the refinement reads them), moves only the class
+    refinement (which can fit the samples), reports its held-out loss and exports a model that uses it."""
+    overrides = {"class_refine": True, "class_refine_shape": shape}
+    trainer, lines = _fit_head_stage(data, tmp_path, "class", overrides)
     assert any(line.startswith("class stage: held-out class loss") for line in lines), lines
+    crops = trainer.stage_heldout.shape
+    assert crops.shape[-1] == shape * shape and (crops.shape[-1] == 0 or 0 <= crops.min() <= crops.max() <= 1)
 
     held = trainer.stage_heldout
     # Targets are names on the sample's own list, and matched queries have some.

@@ -77,6 +77,9 @@ class GleeConfig:
     # two-layer MLP of it (not in GLEE, adds ``predictor.class_refine``): a head that a later stage fits on
     # a finished model's cached queries, where naming, not finding, costs detection AP.
     class_refine: bool = False
+    # With class_refine: the MLP also reads each query's mask sampled on a class_refine_shape x
+    # class_refine_shape grid over its box (``layers.mask_crops``; 0 = the query alone).
+    class_refine_shape: int = 0
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256

@@ -148,6 +148,22 @@ def box_region(boxes: Tensor, margin: float, h: int, w: int) -> Tensor:
     return rows[:, :, None] & cols[:, None, :]
 
 
+def mask_crops(embed: Tensor, features: Tensor, boxes: Tensor, side: int) -> Tensor:
+    """[B, Q, side * side] each query's mask probability sampled on a side x side grid over its box: mask
+    embeddings [B, Q, D] against the stride-4 mask features [B, D, h, w] of the padded frame, boxes
+    [B, Q, 4] cxcywh in 0..1 of the same frame. The mask's outline in its box's frame is what tells a
+    hexagon from a circle once the object is found, and the queries alone name it wrong (TRAINING.md)."""
+    b, q = boxes.shape[:2]
+    logits = torch.einsum("bqc,bchw->bqhw", embed, features).flatten(0, 1)[:, None].float()
+    steps = (torch.arange(side, device=boxes.device, dtype=torch.float32) + 0.5) / side - 0.5
+    cx, cy, w, h = boxes.float().flatten(0, 1).unbind(-1)
+    xs = cx[:, None] + w[:, None] * steps  # [BQ, side]
+    ys = cy[:, None] + h[:, None] * steps
+    grid = torch.stack([xs[:, None, :].expand(-1, side, -1), ys[:, :, None].expand(-1, -1, side)], -1)
+    crops = F.grid_sample(logits, grid * 2 - 1, align_corners=False, padding_mode="border")
+    return crops.sigmoid().view(b, q, side * side)
+
+
 def box_xyxy(boxes: Tensor) -> Tensor:
     """[..., 4] cxcywh -> [..., 4] xyxy (the model's boxes are cxcywh; crops, IoUs and GIoU need corners)."""
     cx, cy, w, h = boxes.unbind(-1)

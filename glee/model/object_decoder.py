@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glee.model.config import GleeConfig
-from glee.model.layers import MLP, inverse_sigmoid, sine_box_embed
+from glee.model.layers import MLP, inverse_sigmoid, mask_crops, sine_box_embed
 from glee.model.ops.ms_deform_attn import MSDeformAttn
 from glee.model.pixel_decoder import level_geometry
 from glee.model.relation import BOX_FEATURES, GroundingRelation, box_features, mask_areas
@@ -135,6 +135,7 @@ class DecoderOutput:
     num_denoising: int = 0
     denoising: LayerPrediction | None = None  # last layer's rows of the denoising queries (training)
     mask_area: Tensor | None = None  # [B, Q] what the relation head read (``relation.mask_areas``)
+    mask_shape: Tensor | None = None  # [B, Q, S * S] what the class refinement read (``layers.mask_crops``)
 
 
 class ObjectDecoder(nn.Module):
@@ -179,9 +180,10 @@ class ObjectDecoder(nn.Module):
                 d, cfg.num_heads, cfg.dim_feedforward, cfg.ground_relation_layers
             )
         self.class_refine: MLP | None = None
+        self.class_refine_shape = cfg.class_refine_shape if cfg.class_refine else 0
         if cfg.class_refine:
             # Zero-initialised: the model's category logits are unchanged until the head is trained.
-            self.class_refine = MLP(d, d, d, 2)
+            self.class_refine = MLP(d + self.class_refine_shape**2, d, d, 2)
             nn.init.zeros_(self.class_refine.layers[-1].weight)
             nn.init.zeros_(self.class_refine.layers[-1].bias)
 
@@ -222,12 +224,14 @@ class ObjectDecoder(nn.Module):
         scale = self.logit_scale.exp() if self.cosine_logits else 1.0
         return torch.einsum("bqf,bf->bq", features, per_token.sum(1)) * scale
 
-    def refined_class_logits(self, normed: Tensor, prompt: QueryPrompt) -> Tensor:
+    def refined_class_logits(self, normed: Tensor, prompt: QueryPrompt, shape: Tensor | None) -> Tensor:
         """[B, Q, C] category logits of single-normed queries [B, Q, D] with the class refinement added to
-        their projection (category prompts only; visual prompts rank by confidence and keep theirs)."""
+        their projection (category prompts only; visual prompts rank by confidence and keep theirs);
+        ``shape`` [B, Q, S * S] are their mask crops when ``class_refine_shape`` is set, else None."""
         assert self.class_refine is not None
         d = self.decoder_norm(normed)
-        return self.class_logits(d @ self.category_embed + self.class_refine(d), prompt)
+        inputs = d if shape is None else torch.cat([d, shape.to(d.dtype)], -1)
+        return self.class_logits(d @ self.category_embed + self.class_refine(inputs), prompt)
 
     def relate(
         self,
@@ -336,12 +340,17 @@ class ObjectDecoder(nn.Module):
                 prompt.sentence_mask,
             )
             last = replace(last, logits=related[..., None])
+        mask_shape = None
         if (
             self.class_refine is not None
             and prompt.class_embeddings is not None
             and not prompt.select_by_confidence
         ):
-            last = replace(last, logits=self.refined_class_logits(normed[:, num_dn:], prompt))
+            if self.class_refine_shape:
+                if mask_features is None:
+                    raise ValueError("the class refinement's mask crops need the mask features")
+                mask_shape = mask_crops(last.mask_embed, mask_features, last.boxes, self.class_refine_shape)
+            last = replace(last, logits=self.refined_class_logits(normed[:, num_dn:], prompt, mask_shape))
         return DecoderOutput(
             last=last,
             track_embed=normed[:, num_dn:],
@@ -352,6 +361,7 @@ class ObjectDecoder(nn.Module):
             num_denoising=num_dn,
             denoising=slice_queries(pred, 0, num_dn) if num_dn else None,
             mask_area=mask_area,
+            mask_shape=mask_shape,
         )
 
 

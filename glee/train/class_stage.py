@@ -38,6 +38,7 @@ class DetectionSamples:
     """Frozen last-layer queries of N detection samples with their category lists and targets."""
 
     normed: Tensor  # [N, Q, D] single-normed queries (fp16)
+    shape: Tensor  # [N, Q, S * S] their mask crops (fp16; S = 0 when the head reads none)
     embeds: Tensor  # [N, C, D] the list's class embeddings, zero-padded to the longest list
     class_mask: Tensor  # [N, C] True = a real list entry
     logits: Tensor  # [N, Q, C] the frozen model's category logits (fp16, 0 at padding; for the report)
@@ -52,7 +53,8 @@ class DetectionSamples:
     def logits_after(self, model: GleeModel) -> Tensor:
         """[n, Q, C] category logits of these samples with the model's class refinement."""
         prompt = QueryPrompt(class_embeddings=self.embeds, class_mask=self.class_mask)
-        return model.predictor.refined_class_logits(self.normed.float(), prompt)
+        shape = self.shape.float() if self.shape.shape[-1] else None
+        return model.predictor.refined_class_logits(self.normed.float(), prompt, shape)
 
     def loss(self, logits: Tensor, alpha: float) -> Tensor:
         """Focal loss of ``logits`` [n, Q, C] over the real list entries, per matched query."""
@@ -96,6 +98,8 @@ def collect(
                 matched = torch.zeros(logits.shape[0], names, dtype=torch.bool)
                 matched[rows] = target.classes[objects] > 0
                 parts["normed"].append(out.track_embed[b].half())
+                shape = out.mask_shape[b] if out.mask_shape is not None else logits.new_zeros(len(logits), 0)
+                parts["shape"].append(shape.half())
                 parts["embeds"].append(prompt.class_embeddings.float())
                 parts["class_mask"].append(torch.ones(names, dtype=torch.bool))
                 parts["logits"].append(logits.half())
@@ -103,6 +107,7 @@ def collect(
             progress(len(parts["normed"]))
     return DetectionSamples(
         normed=torch.stack(parts["normed"]),
+        shape=torch.stack(parts["shape"]),
         embeds=pad_sequence(parts["embeds"], batch_first=True),
         class_mask=pad_sequence(parts["class_mask"], batch_first=True, padding_value=False),
         logits=_pad_last(parts["logits"]),

@@ -105,6 +105,9 @@ class TrainConfig(_Strict):
     stage: Literal["all", "relation", "class"] = "all"
     stage_samples: int = Field(4000, ge=2)
     stage_holdout: float = Field(0.1, ge=0.0, lt=1.0)
+    # Relation stage: also fit each sample's three mirror images (left-right, top-bottom, both), built from
+    # its cached outputs without a forward (``GroundingSamples.mirrored``); held-out samples are not mirrored.
+    stage_mirrors: bool = False
     tasks: TaskMix = Field(default_factory=TaskMix)
     loss: LossWeights = Field(default_factory=LossWeights)
 

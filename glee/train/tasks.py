@@ -150,7 +150,7 @@ class TaskSampler:
         if task == "ground":
             choices = [(k, s) for k, o in enumerate(rows) for s in c.sentences[o]]
             k, sentence = choices[int(self.rng.integers(len(choices)))]
-            t = ImageTargets(expression=_flip_words(sentence, flip))
+            t = ImageTargets(expression=flip_words(sentence, flip))
             keep = [k]
             t.classes = np.ones((1, 1), np.float32)
         elif task == "visual":
@@ -283,7 +283,9 @@ def _describes(name: str, obj: tuple[str, str | None]) -> bool:
     return colour is not None and name == f"{colour} {shape}"
 
 
-def _flip_words(sentence: str, flip: tuple[bool, bool]) -> str:
+def flip_words(sentence: str, flip: tuple[bool, bool]) -> str:
+    """The sentence that describes the same object in the image flipped left-right (flip[0]) and/or
+    top-bottom (flip[1])."""
     words = sentence.split(" ")
     if flip[0]:
         words = [_HFLIP.get(x, x) for x in words]

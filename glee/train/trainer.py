@@ -2,14 +2,16 @@
 
 A run directory holds ``train.json`` (the config it ran), ``cache.npz`` (decoded data), ``checkpoint.pt``
 (model, optimizer, denoising embedding, step, clock and random states — enough to resume exactly where it
-stopped), ``log.jsonl`` (one line per ``log_every`` steps) and, at the end, ``model/`` (the inference
-export, loadable by ``GleePredictor.load``). The budget is wall-clock minutes of training steps (and/or a
-step count); the learning-rate drop happens at a fixed fraction of that budget.
+stopped), ``log.jsonl`` (one line per ``log_every`` steps), for a head stage ``stage_samples.pt`` (the
+frozen model's collected outputs, reused by a re-run whose collection would be the same) and, at the end,
+``model/`` (the inference export, loadable by ``GleePredictor.load``). The budget is wall-clock minutes of
+training steps (and/or a step count); the learning-rate drop happens at a fixed fraction of that budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -37,6 +39,7 @@ LOG = "log.jsonl"
 EXPORT = "model"
 CONFIG_COPY = "train.json"
 CACHE = "cache.npz"
+STAGE_SAMPLES = "stage_samples.pt"
 
 # What a head stage caches and fits (see ``TrainConfig.stage``).
 HeadSamples = GroundingSamples | DetectionSamples
@@ -47,11 +50,12 @@ class HeadStage:
     prefix: str  # the parameters it trains
     needs: str  # the model setting that adds them
     task: str  # the sampler task whose batches it caches
+    samples: type[HeadSamples]
 
 
 HEAD_STAGES = {
-    "relation": HeadStage(RELATION_PREFIX, "ground_relation_layers > 0", "ground"),
-    "class": HeadStage(CLASS_PREFIX, "class_refine", "detect"),
+    "relation": HeadStage(RELATION_PREFIX, "ground_relation_layers > 0", "ground", GroundingSamples),
+    "class": HeadStage(CLASS_PREFIX, "class_refine", "detect", DetectionSamples),
 }
 
 
@@ -295,6 +299,23 @@ class Trainer:
         self.sampler.mix = cfg.tasks.model_copy(
             update={name: float(name == task) for name in ("detect", "ground", "visual", "pairs")}
         )
+        samples = self._load_stage_samples() or self._collect_stage_samples()
+        order = torch.randperm(len(samples), generator=self.generator)
+        held = int(len(samples) * cfg.stage_holdout)
+        self.stage_heldout, fit = samples.take(order[:held]), samples.take(order[held:])
+        if isinstance(fit, GroundingSamples) and cfg.stage_mirrors:
+            fit = fit.with_mirrors(self._encode_sentence)
+        self.echo(f"{cfg.stage} stage: {len(fit)} samples to fit, {held} held out")
+
+        def draw() -> tuple[str, HeadSamples]:
+            return cfg.stage, fit.take(torch.randint(len(fit), (cfg.batch_size,), generator=self.generator))
+
+        return draw, self.head_step
+
+    def _collect_stage_samples(self) -> HeadSamples:
+        """Run the frozen model on ``stage_samples`` samples of the stage's task (counted in the clock) and
+        save them for a re-run."""
+        cfg = self.cfg
         start = time.perf_counter()
         shown = [0]
 
@@ -319,20 +340,47 @@ class Trainer:
                 self.model, self._detection_batch, cfg.stage_samples, cfg.loss, progress, self._autocast
             )
         self.elapsed += time.perf_counter() - start
-        order = torch.randperm(len(samples), generator=self.generator)
-        held = int(len(samples) * cfg.stage_holdout)
-        self.stage_heldout, fit = samples.take(order[:held]), samples.take(order[held:])
-        self.echo(f"{cfg.stage} stage: {len(fit)} samples to fit, {held} held out")
+        fields = {f.name: getattr(samples, f.name) for f in dataclasses.fields(samples)}
+        torch.save({"key": self._stage_key(), "samples": fields}, self.out / STAGE_SAMPLES)
+        return samples
 
-        def draw() -> tuple[str, HeadSamples]:
-            return cfg.stage, fit.take(torch.randint(len(fit), (cfg.batch_size,), generator=self.generator))
+    def _load_stage_samples(self) -> HeadSamples | None:
+        """The samples an earlier run of this stage collected, if its collection was the same as this one's:
+        same sampling settings, data and frozen weights."""
+        path = self.out / STAGE_SAMPLES
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved["key"] != self._stage_key():
+            self.echo(f"{path} was collected with other settings, data or weights: collecting anew")
+            return None
+        self.echo(f"{self.cfg.stage} stage: {self.cfg.stage_samples} samples from {path} (collected earlier)")
+        return HEAD_STAGES[self.cfg.stage].samples(**saved["samples"])
 
-        return draw, self.head_step
+    def _stage_key(self) -> str:
+        """A digest of what a head stage's collected samples depend on."""
+        cfg = self.cfg
+        collection = {"model", "model_overrides", "seed", "size", "batch_size", "precision", "stage"}
+        settings = cfg.model_dump(include=collection | {"stage_samples", "tasks", "loss"})
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        digest.update(self.cache.boxes.tobytes())
+        prefix = HEAD_STAGES[cfg.stage].prefix
+        for name, tensor in sorted(self.model.state_dict().items()):
+            if not name.startswith(prefix):
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
-    def _grounding_batch(self) -> tuple[Tensor, list[str], list[Tensor]]:
+    def _grounding_batch(self) -> relation_stage.GroundingBatch:
         batch = self.sampler.sample()
         boxes = [torch.from_numpy(t.boxes) for t in batch.targets]
-        return self._images(batch), [t.expression or "" for t in batch.targets], boxes
+        extents = torch.from_numpy(batch.hw).float() / self.cfg.size
+        return self._images(batch), [t.expression or "" for t in batch.targets], boxes, extents
+
+    def _encode_sentence(self, sentence: str) -> Tensor:
+        """A sentence's real tokens, encoded as the relation stage's collection encodes them."""
+        with torch.no_grad(), self._autocast():
+            return relation_stage.real_tokens(self.model.expression_prompt(sentence))
 
     def _detection_batch(self) -> tuple[Tensor, list[TextPrompt], list[Targets]]:
         batch = self.sampler.sample()
