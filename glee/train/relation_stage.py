@@ -150,7 +150,8 @@ def collect(
     one positive query are collected. The forwards dominate the stage's time; they run inside
     ``precision()`` (the trainer's autocast for the config's "precision"). Boxes, mask areas and logits are
     kept in fp32, queries and tokens in fp16."""
-    fields = [f for f in GroundingSamples.__dataclass_fields__ if f != "sentences"]
+    # token_mask is derived from the tokens' lengths when they are padded, sentences are kept as strings.
+    fields = [f for f in GroundingSamples.__dataclass_fields__ if f not in ("token_mask", "sentences")]
     parts: dict[str, list[Tensor]] = {f: [] for f in fields}
     kept: list[str] = []
     found = 0
