@@ -239,11 +239,19 @@ def _fit_head_stage(
 
 def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path], tmp_path: Path) -> None:
     """The relation stage starts from a finished model, moves only the relation head, reports its held-out
-    top-1 accuracy and exports a model whose grounding uses the head."""
-    _, lines = _fit_head_stage(data, tmp_path, "relation", {"ground_relation_layers": 1})
+    top-1 accuracy and exports a model whose grounding uses the head. Started from a model that has a
+    trained head, it caches the logits before that head, as it would without one."""
+    first, lines = _fit_head_stage(data, tmp_path, "relation", {"ground_relation_layers": 1})
     assert any(line.startswith("relation stage: held-out top-1") for line in lines), lines
     exported = GleePredictor.load(tmp_path / "relation" / EXPORT)
     assert exported.model.predictor.ground_relation is not None
+    held = first.stage_heldout
+    with torch.no_grad():
+        assert not torch.allclose(held.logits_after(first.model), held.logits)
+    init = tmp_path / "relation" / EXPORT
+    again = Trainer(first.cfg, data, tmp_path / "again", init=init, echo=lambda s: None)
+    again.fit()
+    assert torch.equal(again.stage_heldout.logits, held.logits)
     with pytest.raises(ValueError, match="ground_relation_layers"):
         Trainer(_config(stage="relation"), data, tmp_path / "x", echo=lambda s: None)
 

@@ -135,6 +135,7 @@ class DecoderOutput:
     num_denoising: int = 0
     denoising: LayerPrediction | None = None  # last layer's rows of the denoising queries (training)
     mask_area: Tensor | None = None  # [B, Q] what the relation head read (``relation.mask_areas``)
+    ground_logits: Tensor | None = None  # [B, Q] the grounding logits the relation head changed
     mask_shape: Tensor | None = None  # [B, Q, S * S] what the class refinement read (``layers.mask_crops``)
 
 
@@ -326,16 +327,17 @@ class ObjectDecoder(nn.Module):
                     aux.append(pred)
             ref = new_ref.detach()
         last = slice_queries(pred, num_dn, None)
-        mask_area = None
+        mask_area = ground_logits = None
         if self.ground_relation is not None and prompt.sentence_tokens is not None:
             if mask_features is None:
                 raise ValueError("the grounding relation head needs the mask features")
             mask_area = mask_areas(last.mask_embed, mask_features, last.boxes, self.mask_box_margin)
+            ground_logits = last.logits[..., 0]
             related = self.relate(
                 normed[:, num_dn:],
                 last.boxes,
                 mask_area,
-                last.logits[..., 0],
+                ground_logits,
                 prompt.sentence_tokens,
                 prompt.sentence_mask,
             )
@@ -361,6 +363,7 @@ class ObjectDecoder(nn.Module):
             num_denoising=num_dn,
             denoising=slice_queries(pred, 0, num_dn) if num_dn else None,
             mask_area=mask_area,
+            ground_logits=ground_logits,
             mask_shape=mask_shape,
         )
 

@@ -161,7 +161,8 @@ def collect(
             with precision():
                 prompts = [model.expression_prompt(s) for s in sentences]
                 out = model.run(images, prompts).decoder
-            assert out.mask_area is not None  # the stage needs a model with a relation head
+            # The stage needs a model with a relation head; its logits are the ones before that head.
+            assert out.mask_area is not None and out.ground_logits is not None
             for b, (sentence, prompt, target) in enumerate(zip(sentences, prompts, targets, strict=True)):
                 boxes = out.last.boxes[b].float()
                 positive = referred_positives(boxes, target, iou)
@@ -170,7 +171,7 @@ def collect(
                 parts["normed"].append(out.track_embed[b].half())
                 parts["boxes"].append(boxes)
                 parts["mask_area"].append(out.mask_area[b].float())
-                parts["logits"].append(out.last.logits[b, :, 0].float())
+                parts["logits"].append(out.ground_logits[b].float())
                 parts["tokens"].append(real_tokens(prompt).half())
                 parts["positive"].append(positive)
                 parts["extent"].append(extents[b].float())
