@@ -243,13 +243,12 @@ def test_relation_stage_trains_only_the_head_on_cached_samples(data: list[Path],
     trained head, it caches the logits before that head, as it would without one."""
     first, lines = _fit_head_stage(data, tmp_path, "relation", {"ground_relation_layers": 1})
     assert any(line.startswith("relation stage: held-out top-1") for line in lines), lines
-    exported = GleePredictor.load(tmp_path / "relation" / EXPORT)
-    assert exported.model.predictor.ground_relation is not None
+    exported = tmp_path / "relation" / EXPORT
+    assert GleePredictor.load(exported).model.predictor.ground_relation is not None
     held = first.stage_heldout
     with torch.no_grad():
         assert not torch.allclose(held.logits_after(first.model), held.logits)
-    init = tmp_path / "relation" / EXPORT
-    again = Trainer(first.cfg, data, tmp_path / "again", init=init, echo=lambda s: None)
+    again = Trainer(first.cfg, data, tmp_path / "again", init=exported, echo=lambda s: None)
     again.fit()
     assert torch.equal(again.stage_heldout.logits, held.logits)
     with pytest.raises(ValueError, match="ground_relation_layers"):
