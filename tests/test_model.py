@@ -10,6 +10,7 @@ import torch
 
 from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
+from glee.model.config import GleeConfig
 from glee.model.layers import mask_crops
 from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
@@ -51,6 +52,25 @@ def test_reserved_variants_fail_loudly() -> None:
         get_config("plus")
     with pytest.raises(ValueError, match="unknown GLEE variant"):
         get_config("huge")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"class_refine_shape": 16}, "class_refine_shape needs class_refine"),
+        ({"prompt_rerank": -1}, "prompt_rerank must be >= 0"),
+        ({"class_refine_shape": -1}, "class_refine_shape must be >= 0"),
+        ({"mask_guided_eps": 0.0}, "mask_guided_eps must be > 0"),
+        ({"mask_guided_radius": -2.0}, "mask_guided_radius must be > 0"),
+        ({"detection_nms_iou": 1.5}, "detection_nms_iou must be in"),
+    ],
+)
+def test_config_rejects_settings_the_model_would_misread(changes: dict, reason: str) -> None:
+    """A hand-edited config.json fails at load with the field named, not later or silently."""
+    with pytest.raises(ValueError, match=reason):
+        dataclasses.replace(get_config("demo"), **changes)
+    with pytest.raises(ValueError, match=reason):
+        GleeConfig.from_dict({**get_config("demo").to_dict(), **changes})
 
 
 def test_resize_follows_shortest_edge_rule() -> None:

@@ -14,6 +14,7 @@ from glee.data.videos import VideoConfig
 from glee.data.writers import write_images, write_videos
 from glee.model.object_decoder import LayerPrediction
 from glee.model.predictor import GleePredictor
+from glee.train import trainer as trainer_module
 from glee.train.cache import Cache, build_cache
 from glee.train.config import LossWeights, TaskMix, TrainConfig
 from glee.train.criterion import Criterion, Targets, matched_point_logits, point_features
@@ -22,7 +23,7 @@ from glee.train.losses import referring_loss, sample_at, track_contrastive_loss
 from glee.train.matcher import match
 from glee.train.relation_stage import GroundingSamples
 from glee.train.tasks import TaskSampler, _describes, flip_words
-from glee.train.trainer import CHECKPOINT, EXPORT, Trainer
+from glee.train.trainer import CHECKPOINT, EXPORT, STAGE_SAMPLES, Trainer
 
 SIZE = 64
 
@@ -180,6 +181,18 @@ def test_bfloat16_changes_the_forward_pass_by_rounding_only(data: list[Path], tm
     assert abs(first["bfloat16"] - first["float32"]) < 0.05 * first["float32"], first
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_warns_where_the_cpu_would_emulate_it(
+    data: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    for precision in ("float32", "bfloat16"):
+        said: list[str] = []
+        Trainer(_config(precision=precision), data, tmp_path / precision, echo=said.append)
+        warned = any("without native bf16" in line for line in said)
+        assert warned == (precision == "bfloat16" and not native), said
+
+
 @pytest.mark.parametrize("vocabulary", [0.0, 2.0])
 def test_every_task_trains_one_step(data: list[Path], tmp_path: Path, vocabulary: float) -> None:
     trainer = Trainer(_config(loss={"vocabulary": vocabulary}), data, tmp_path, echo=lambda s: None)
@@ -267,6 +280,14 @@ def test_relation_stage_reuses_its_samples_and_fits_their_mirrors(data: list[Pat
     assert any("36 samples to fit, 3 held out" in line for line in lines), lines
     assert torch.equal(again.stage_heldout.normed, first.stage_heldout.normed)
     assert again.stage_heldout.sentences == first.stage_heldout.sentences
+
+    # A file of an earlier version of the stage (other fields) is collected anew, not misread.
+    saved = torch.load(tmp_path / "relation" / STAGE_SAMPLES, weights_only=False)
+    del saved["samples"]["mask_area"]
+    torch.save(saved, tmp_path / "relation" / STAGE_SAMPLES)
+    lines.clear()
+    Trainer(first.cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append).fit()
+    assert any("holds other fields" in line for line in lines), lines
 
     lines.clear()
     cfg = first.cfg.model_copy(update={"stage_samples": 8})

@@ -109,6 +109,23 @@ class GleeConfig:
     min_size_test: int = 800
     max_size_test: int = 1333
 
+    def __post_init__(self) -> None:
+        """Reject settings the model would misread or silently ignore (a hand-edited config.json)."""
+        counts = ("ground_relation_layers", "class_refine_shape", "prompt_rerank")
+        problems = [f"{name} must be >= 0" for name in counts if getattr(self, name) < 0]
+        if self.class_refine_shape and not self.class_refine:
+            problems.append("class_refine_shape needs class_refine")
+        if self.mask_guided_radius is not None and self.mask_guided_radius <= 0:
+            problems.append("mask_guided_radius must be > 0 (or null for the official masks)")
+        if self.mask_guided_eps <= 0:
+            problems.append("mask_guided_eps must be > 0")
+        if self.mask_box_margin is not None and self.mask_box_margin < 0:
+            problems.append("mask_box_margin must be >= 0 (or null for uncropped masks)")
+        if self.detection_nms_iou is not None and not 0 < self.detection_nms_iou <= 1:
+            problems.append("detection_nms_iou must be in (0, 1] (or null for no NMS)")
+        if problems:
+            raise ValueError(f"invalid GleeConfig {self.name!r}: " + "; ".join(problems))
+
     @property
     def head_dim_fusion(self) -> int:
         """VLFuse attention width per head equals the model width (2048 = 8 x 256 for Lite)."""
