@@ -61,7 +61,7 @@ HEAD_STAGES = {
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively here. Without it (an AVX2-only CPU) bf16 autocast is emulated:
-    the relation stage's frozen forwards took 570 ms per sample against 90 in float32 (TRAINING.md)."""
+    the relation stage's frozen forwards took 566 ms per sample against 90 in float32 (TRAINING.md)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
