@@ -212,24 +212,36 @@ class GleeGrpcClient:
     ) -> Iterator[Any]:
         """Stream frames (an image, or ``(image, prompts)``) through a new session (``config``: task,
         categories, expression, ...) or the existing ``session_id``. Yields the session's ``SessionInfo``
-        first, then one ``FrameResult`` per frame, in order."""
+        first, then one ``FrameResult`` per frame, in order. A bad config field raises ``ValueError``
+        before anything is sent; an error while reading or encoding a frame is raised as itself rather
+        than as the stream's cancellation."""
         pb = _pb()
+        if session_id is not None and config:
+            raise TypeError("pass either session_id (resume) or a session config (open), not both")
+        if session_id is not None:
+            first = pb.TrackRequest(resume_session_id=session_id)
+        else:
+            first = pb.TrackRequest(open=pb.SessionConfig(**config))
+        failures: list[Exception] = []
 
         def requests() -> Iterator[Any]:
-            if session_id is not None:
-                yield pb.TrackRequest(resume_session_id=session_id)
-            else:
-                yield pb.TrackRequest(open=pb.SessionConfig(**config))
-            for frame in frames:
-                image, prompts = frame if isinstance(frame, tuple) else (frame, [])
-                yield pb.TrackRequest(
-                    frame=pb.Frame(image=encode_image(image), prompts=[_prompt(p) for p in prompts])
-                )
+            yield first
+            try:
+                for frame in frames:
+                    image, prompts = frame if isinstance(frame, tuple) else (frame, [])
+                    yield pb.TrackRequest(
+                        frame=pb.Frame(image=encode_image(image), prompts=[_prompt(p) for p in prompts])
+                    )
+            except Exception as exc:
+                failures.append(exc)
+                raise
 
         try:
             for response in self._stub.Track(requests(), metadata=self._metadata):
                 yield getattr(response, response.WhichOneof("event"))
         except self._grpc.RpcError as exc:
+            if failures:
+                raise failures[0] from exc
             raise _grpc_error(exc) from exc
 
     def _unary(self, method: str, request: Any) -> Any:

@@ -202,6 +202,32 @@ def test_comparatives_need_a_clear_margin():
     hidden = Candidate("circle", "blue", 50, 200, (100, 10, 120, 30), annotated=False)
     assert "circle on the left" not in phrases(big, [hidden])  # the pair must be two annotated objects
     assert "red circle" not in phrases(big, [close]) and "blue circle" in phrases(far, [big, close])
+    # Without margins the literal reading decides: larger visible area, box centre further left.
+    assert "largest circle" in phrases(big, [close, far], margins=False)
+    assert "leftmost object" in phrases(big, [close], margins=False)
+    assert "circle on the right" in phrases(close, [big], margins=False)
+    twin = cand("circle", 130, 0, "blue")  # same area and centre: neither reading is strict
+    assert not {"largest circle", "leftmost circle"} & set(phrases(big, [twin], margins=False))
+
+
+def test_without_margins_comparatives_hold_wherever_the_literal_reading_is_strict(scenes):
+    """``--no-ref-margins``: each sentence still names exactly its object by the independent resolver's
+    literal reading, every sentence with margins is kept, and close calls are added."""
+    added = 0
+    for scene in scenes:
+        objs = [
+            {"shape": o.shape.kind, "colour": o.look.colour, "area": o.area, "box": o.box}
+            for o in scene.objects
+        ]
+        candidates = [o.candidate() for o in scene.objects]
+        for target, candidate in enumerate(candidates):
+            others = candidates[:target] + candidates[target + 1 :]
+            loose, strict = phrases(candidate, others, margins=False), phrases(candidate, others)
+            for phrase in loose:
+                assert resolve(phrase, objs) == [target], (phrase, objs)
+            assert set(strict) <= set(loose)
+            added += len(loose) - len(strict)
+    assert added > 0
 
 
 def test_same_seed_gives_identical_files(tmp_path, image_dataset):
@@ -419,6 +445,26 @@ def test_cli_commands(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "wrote 2 images" in res.output and (tmp_path / "i" / "images" / "000001.png").exists()
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "images",
+            str(tmp_path / "n"),
+            "-n",
+            "2",
+            "-s",
+            "1",
+            "-w",
+            "1",
+            "-q",
+            "--no-ref-margins",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "n" / "annotations.json").read_text())["info"]["config"]
+    assert config["ref_margins"] is False
     res = runner.invoke(
         app,
         [

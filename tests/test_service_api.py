@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from glee.client import GleeClient, GleeError, GleeGrpcClient, decode_mask
-from glee.service.launcher import ServerProcess
+from glee.service.launcher import ServerProcess, free_ports
 from glee.service.protos import GleeStub, pb
 
 pytestmark = pytest.mark.slow
@@ -111,6 +113,24 @@ def error_of(response: httpx.Response) -> str:
 
 
 # ---------------------------------------------------------------------------------------- ops
+@pytest.mark.parametrize(("taken", "protocol"), [("http", "HTTP"), ("grpc", "gRPC")])
+def test_a_second_server_on_a_port_in_use_exits_with_one_clear_line(
+    servers: Servers, model_dir: Path, taken: str, protocol: str
+) -> None:
+    """gRPC binds with SO_REUSEPORT by default: a second server would share the port and the kernel would
+    split connections, and so in-memory sessions, between the two processes."""
+    http_port, grpc_port = free_ports(2)
+    ports = {"http": http_port, "grpc": grpc_port}
+    ports[taken] = int(getattr(servers.a, taken).rsplit(":", 1)[1])
+    command = [sys.executable, "-c", "from glee.cli import app; app()", "serve", "--host", "127.0.0.1"]
+    command += ["--http-port", str(ports["http"]), "--grpc-port", str(ports["grpc"])]
+    command += ["--model", str(model_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"error: cannot listen for {protocol} on 127.0.0.1:{ports[taken]}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_health_readiness_models_metrics_and_openapi(servers: Servers, rest_a: httpx.Client) -> None:
     assert httpx.get(f"{servers.a.http}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{servers.a.http}/readyz")
@@ -445,7 +465,7 @@ def test_vos_mask_prompts_whose_counts_miss_pixels_are_refused(
 
 
 def test_bad_grpc_calls_get_the_documented_status_codes_and_api_error_codes(
-    servers: Servers, shapes_scene: Callable, huge_png: bytes
+    tmp_path: Path, servers: Servers, shapes_scene: Callable, huge_png: bytes
 ) -> None:
     image = png(shapes_scene(0).image)
     key = (("x-api-key", KEY),)
@@ -481,10 +501,13 @@ def test_bad_grpc_calls_get_the_documented_status_codes_and_api_error_codes(
         ("Segment", pb.SegmentRequest(image=image, prompts=[pb.Prompt()]), key, invalid),
         ("GetSession", pb.SessionRef(session_id="nope"), key, (code.NOT_FOUND, NO_SESSION)),
         ("DeleteSession", pb.SessionRef(session_id="nope"), key, (code.NOT_FOUND, NO_SESSION)),
+        # Messages that echo long input are cut to fit gRPC's metadata limits, so the code survives.
+        ("GetSession", pb.SessionRef(session_id="a" * 20000), key, (code.NOT_FOUND, NO_SESSION)),
+        ("Detect", pb.DetectRequest(image=image, categories=[f"c{i} " for i in range(256)]), key, invalid),
     ]
     streams = [
         ([pb.TrackRequest(resume_session_id="nope")], (code.NOT_FOUND, NO_SESSION)),
-        ([pb.TrackRequest(frame=pb.Frame(image=image))], (code.INVALID_ARGUMENT, "invalid_input")),
+        ([pb.TrackRequest(frame=pb.Frame(image=image))], invalid),
         ([pb.TrackRequest(open=pb.SessionConfig(task="juggle"))], invalid),
     ]
     with grpc.insecure_channel(servers.a.grpc) as channel:
@@ -508,9 +531,15 @@ def test_bad_grpc_calls_get_the_documented_status_codes_and_api_error_codes(
         with pytest.raises(grpc.RpcError) as info:
             list(stub.Track(iter([pb.TrackRequest(open=pb.SessionConfig(task="track"))]), metadata=key))
         assert info.value.details() == "Value error, task 'track' needs categories"
-    with GleeGrpcClient(servers.a.grpc, api_key=KEY) as client, pytest.raises(GleeError) as error:
-        client.get_session("nope")
-    assert (error.value.status, error.value.code) == ("NOT_FOUND", NO_SESSION)
+    with GleeGrpcClient(servers.a.grpc, api_key=KEY) as client:
+        with pytest.raises(GleeError) as error:
+            client.get_session("nope")
+        assert (error.value.status, error.value.code) == ("NOT_FOUND", NO_SESSION)
+        # The client's own mistakes are raised as themselves, not as a cancelled stream (UNKNOWN).
+        with pytest.raises(ValueError, match="prompts"):
+            list(client.track([], task="vos", prompts=[]))
+        with pytest.raises(FileNotFoundError):
+            list(client.track([tmp_path / "missing.png"], task="track", categories=["circle"]))
     with GleeClient(servers.a.http, api_key=KEY) as client, pytest.raises(GleeError) as same:
         client.get_session("nope")
     assert (same.value.status, same.value.code) == (404, NO_SESSION)

@@ -27,6 +27,7 @@ from glee.service.encoding import decode_rle, encode_box, encode_mask, encode_rl
 from glee.service.engine import _model_prompts, require_device
 from glee.service.errors import (
     InvalidInputError,
+    NotFoundError,
     PayloadTooLargeError,
     QueueFullError,
     SchemaValidationError,
@@ -38,6 +39,7 @@ from glee.service.schemas import (
     FrameParams,
     GroundParams,
     RleMask,
+    RlePrompt,
     SegmentParams,
     SessionConfig,
     parse,
@@ -211,6 +213,21 @@ def test_rle_counts_must_cover_exactly_the_mask_size() -> None:
     assert decode_rle(RleMask(size=(120, 160), counts=full), 120, 160).all()
 
 
+def test_mask_prompts_take_uncompressed_rle_counts_too() -> None:
+    """COCO's iscrowd annotations carry their runs as a list of integers (column-major, zeros first)."""
+    mask = shapes_mask()
+    flat = mask.flatten(order="F").astype(np.int8)
+    runs = np.diff([0, *(np.flatnonzero(np.diff(flat)) + 1), flat.size]).tolist()
+    runs = [0, *runs] if flat[0] else runs
+    prompt = parse(FrameParams, {"prompts": [{"mask": {"size": [120, 160], "counts": runs}}]}).prompts[0]
+    assert np.array_equal(decode_rle(prompt.mask, 120, 160), mask)
+    with pytest.raises(InvalidInputError) as info:
+        decode_rle(RlePrompt(size=(120, 160), counts=runs[:-1]), 120, 160)
+    assert "cover" in info.value.message
+    with pytest.raises(SchemaValidationError):
+        parse(FrameParams, {"prompts": [{"mask": {"size": [120, 160], "counts": [5, -1]}}]})
+
+
 def _rle_error(counts: str) -> str:
     with pytest.raises(InvalidInputError) as info:
         decode_rle(RleMask(size=(120, 160), counts=counts), 120, 160)
@@ -278,6 +295,7 @@ def test_categories_and_expressions_are_distinct_and_returned_as_sent() -> None:
     cases = [
         (DetectParams, {"categories": ["circle", "circle"]}, ["categories"], "'circle' repeats 'circle'"),
         (DetectParams, {"categories": ["circle", "Circle"]}, ["categories"], "ignoring case"),
+        (DetectParams, {"categories": ["red circle", "red  circle"]}, ["categories"], "repeated spaces"),
         (GroundParams, {"expressions": ["the dot", "the dot"]}, ["expressions"], "repeats"),
         (DetectParams, {"categories": ["circle", " square"]}, ["categories", 1], "whitespace"),
         (GroundParams, {"expressions": ["the dot\n"]}, ["expressions", 0], "whitespace"),
@@ -451,9 +469,33 @@ def test_grpc_requests_with_both_image_and_url_and_grpc_messages_without_the_bod
     assert info.value.message == "Value error, task 'vos' does not take categories"
 
 
+class _AbortedCall:
+    """What ``grpc_api._abort`` hands to ``ServicerContext.abort``."""
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+        self.status, self.details, self.trailers = code, details, dict(trailing_metadata)
+
+
+def aborted(error: Exception) -> _AbortedCall:
+    call = _AbortedCall()
+    asyncio.run(grpc_api._abort(call, error))
+    return call
+
+
 def test_grpc_failures_carry_the_api_error_code_as_trailing_metadata() -> None:
-    status, trailers = grpc_api._status(InvalidInputError("bad", code="invalid_prompt"))
-    assert status == grpc.StatusCode.INVALID_ARGUMENT and trailers == (("glee-error-code", "invalid_prompt"),)
-    status, trailers = grpc_api._status(QueueFullError("full", retry_after_s=3))
-    assert status == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert dict(trailers) == {"glee-error-code": "queue_full", "retry-after": "3"}
+    call = aborted(InvalidInputError("bad", code="invalid_prompt"))
+    assert (call.status, call.details) == (grpc.StatusCode.INVALID_ARGUMENT, "bad")
+    assert call.trailers == {"glee-error-code": "invalid_prompt"}
+    call = aborted(QueueFullError("full", retry_after_s=3))
+    assert call.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert call.trailers == {"glee-error-code": "queue_full", "retry-after": "3"}
+
+
+def test_grpc_status_messages_are_cut_to_fit_the_metadata_limits() -> None:
+    """gRPC drops a status whose percent-encoded message passes 8 KiB, trailers and all."""
+    long = "session 'é" + "a" * 20000 + "' not found"
+    call = aborted(NotFoundError(long, code="session_not_found"))
+    assert call.trailers == {"glee-error-code": "session_not_found"}
+    assert len(call.details.encode()) < 2100 and call.details.startswith("session 'é")
+    assert call.details.endswith(f"... ({len(long.encode())} bytes in all)")
+    assert aborted(NotFoundError("short")).details == "short"

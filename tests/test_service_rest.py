@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from glee.service.engine import Engine
 from glee.service.rest import create_app
@@ -77,8 +78,21 @@ def test_multipart_takes_the_image_as_file_and_the_request_as_a_field_or_a_file(
             ["max_detections"],
             "int_type",
         ),
+        ([IMAGE, ("request", (None, '{"categories": ["a"], "categories": ["b"]}'))], [], "repeated_key"),
+        ([IMAGE, ("request", (None, "{bad"))], [], "json_invalid"),
+        ([IMAGE, ("extra", (None, "x"))], ["extra"], "extra_forbidden"),
     ],
-    ids=["no-image", "two-images", "two-requests", "image-twice", "three-files", "strict-types"],
+    ids=[
+        "no-image",
+        "two-images",
+        "two-requests",
+        "image-twice",
+        "three-files",
+        "strict-types",
+        "repeated-field",
+        "bad-json",
+        "unknown-part",
+    ],
 )
 def test_bad_multipart_uploads_are_422_with_details(
     engine: Engine, request_parts: list[tuple[str, Any]], loc: list, kind: str
@@ -100,6 +114,45 @@ def test_json_bodies_need_an_image_and_get_details(engine: Engine) -> None:
         outcome(call(engine, "POST", "/v1/detect", json=DETECT | {"image": "aGk=", "score_threshold": 1}))
         == ACCEPTED
     )
+
+
+def test_json_bodies_with_a_repeated_field_or_a_non_finite_number_are_422(engine: Engine) -> None:
+    """JSON parsers keep the last of repeated keys, and NaN / Infinity are not JSON numbers."""
+    repeated = '{"image": "aGk=", "categories": ["star"], "categories": ["circle"]}'
+    response = call(
+        engine, "POST", "/v1/detect", content=repeated, headers={"content-type": "application/json"}
+    )
+    assert outcome(response) == (422, "validation_error")
+    assert response.json()["error"]["message"] == "body: field 'categories' appears more than once"
+    for number in ("NaN", "Infinity", "-Infinity"):
+        body = f'{{"image": "aGk=", "categories": ["star"], "score_threshold": {number}}}'
+        response = call(
+            engine, "POST", "/v1/detect", content=body, headers={"content-type": "application/json"}
+        )
+        assert outcome(response) == (422, "validation_error"), number
+        assert response.json()["error"]["details"][0]["type"] == "finite_number"
+
+
+def requests_counted(engine: Engine, endpoint: str, code: str) -> float:
+    families = text_string_to_metric_families(engine.metrics.render().decode())
+    labels = {"protocol": "http", "endpoint": endpoint, "code": code}
+    family = next(f for f in families if f.name == "glee_requests")
+    return sum(s.value for s in family.samples if s.name == "glee_requests_total" and s.labels == labels)
+
+
+def test_a_body_refused_before_routing_is_counted_under_its_endpoint(engine: Engine) -> None:
+    before = requests_counted(engine, "/v1/detect", "413")
+    too_large = b"x" * (engine.settings.max_body_bytes + 1)
+    response = call(
+        engine, "POST", "/v1/detect", content=too_large, headers={"content-type": "application/json"}
+    )
+    assert outcome(response) == (413, "payload_too_large")
+    assert requests_counted(engine, "/v1/detect", "413") == before + 1
+
+
+def test_probes_answer_head_requests(engine: Engine) -> None:
+    assert call(engine, "HEAD", "/healthz").status_code == 200
+    assert call(engine, "HEAD", "/readyz").status_code == 503  # the engine is not started
 
 
 def test_frames_of_unknown_sessions_are_404_whatever_the_body(engine: Engine) -> None:

@@ -289,6 +289,14 @@ def test_relation_stage_reuses_its_samples_and_fits_their_mirrors(data: list[Pat
     Trainer(first.cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append).fit()
     assert any("holds other fields" in line for line in lines), lines
 
+    # The same scenes with other sentences (e.g. written by `glee data synth --no-ref-margins`).
+    cache = Cache.load(tmp_path / "relation" / "cache.npz")
+    cache.sentences = [[s.upper() for s in sentences] for sentences in cache.sentences]
+    cache.save(tmp_path / "relation" / "cache.npz")
+    lines.clear()
+    Trainer(first.cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append).fit()
+    assert any("collecting anew" in line for line in lines), lines
+
     lines.clear()
     cfg = first.cfg.model_copy(update={"stage_samples": 8})
     Trainer(cfg, data, tmp_path / "relation", init=tmp_path / "base" / EXPORT, echo=lines.append).fit()

@@ -20,6 +20,14 @@ Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker pro
 MinSize = Annotated[int, typer.Option("--min-size", min=16, help="Smallest image side (px).")]
 MaxSize = Annotated[int, typer.Option("--max-size", min=16, help="Largest image side (px).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+RefMargins = Annotated[
+    bool,
+    typer.Option(
+        "--ref-margins/--no-ref-margins",
+        help="Comparatives (largest, leftmost, on the left) only with a clear margin, or wherever their "
+        "literal reading (visible area, box centre) is strict, close calls included.",
+    ),
+]
 
 
 def _check_sizes(min_size: int, max_size: int) -> None:
@@ -34,6 +42,7 @@ def synth_images(
     workers: Workers = 2,
     min_size: MinSize = 256,
     max_size: MaxSize = 512,
+    ref_margins: RefMargins = True,
     quiet: Quiet = False,
 ) -> None:
     """Still images: OUT/images/*.png and OUT/annotations.json (COCO + RefCOCO-style refs)."""
@@ -41,7 +50,7 @@ def synth_images(
     from glee.data.writers import write_images
 
     _check_sizes(min_size, max_size)
-    config = SceneConfig(min_size=min_size, max_size=max_size)
+    config = SceneConfig(min_size=min_size, max_size=max_size, ref_margins=ref_margins)
     s = write_images(out_dir, num, seed, workers=workers, config=config, progress=not quiet)
     typer.echo(
         f"wrote {s.items} images, {s.objects} objects, {s.referred} referred objects, "
@@ -60,6 +69,7 @@ def synth_videos(
     min_size: MinSize = 256,
     max_size: MaxSize = 512,
     frame_format: Annotated[str, typer.Option("--frame-format", help="png (lossless) or jpg.")] = "png",
+    ref_margins: RefMargins = True,
     quiet: Quiet = False,
 ) -> None:
     """Videos: OUT/frames/<video>/*.png and OUT/annotations.json (YouTube-VIS 2019 + expressions)."""
@@ -71,7 +81,13 @@ def synth_videos(
         raise typer.BadParameter(f"--frames-min {frames_min} is larger than --frames-max {frames_max}")
     if frame_format not in FRAME_FORMATS:
         raise typer.BadParameter(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
-    config = VideoConfig(min_size=min_size, max_size=max_size, frames_min=frames_min, frames_max=frames_max)
+    config = VideoConfig(
+        min_size=min_size,
+        max_size=max_size,
+        frames_min=frames_min,
+        frames_max=frames_max,
+        ref_margins=ref_margins,
+    )
     s = write_videos(
         out_dir, num, seed, workers=workers, config=config, frame_format=frame_format, progress=not quiet
     )

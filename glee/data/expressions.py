@@ -1,9 +1,11 @@
 """Referring expressions of the spec's kinds that identify exactly one object.
 
-Comparatives need a clear margin so that a reader who measures slightly differently (box centre versus
-box edge, visible versus whole area) still picks the same object: a size superlative needs 1.2x the
-visible area of every rival and the larger (smaller) whole area too; a position needs the extreme box
-centre by POSITION_MARGIN pixels and the extreme box edge on that side as well.
+By default comparatives need a clear margin, so that a reader who measures slightly differently (box
+centre versus box edge, visible versus whole area) still picks the same object: a size superlative needs
+SIZE_MARGIN x the visible area of every rival and the larger (smaller) whole area too; a position needs the
+extreme box centre by POSITION_MARGIN pixels and the extreme box edge on that side as well. Without margins
+(`margins=False`) a comparative holds wherever its literal reading is strict (visible area, box centre),
+as a generator that follows the spec to the letter writes them: close calls included.
 """
 
 from __future__ import annotations
@@ -34,30 +36,43 @@ def _centre(c: Candidate, axis: int) -> float:
     return (c.box[axis] + c.box[axis + 2]) / 2.0
 
 
-def _is_largest(t: Candidate, rivals: Sequence[Candidate]) -> bool:
-    return all(t.area >= SIZE_MARGIN * r.area and t.full_area > r.full_area for r in rivals)
+def _exceeds(a: Candidate, b: Candidate, sign: int, margins: bool) -> bool:
+    """a is larger (sign 1) or smaller (sign -1) than b: clearly (both areas) or simply (visible area)."""
+    if not margins:
+        return sign * (a.area - b.area) > 0
+    big, small = (a, b) if sign > 0 else (b, a)
+    return big.area >= SIZE_MARGIN * small.area and big.full_area > small.full_area
 
 
-def _is_smallest(t: Candidate, rivals: Sequence[Candidate]) -> bool:
-    return all(t.area * SIZE_MARGIN <= r.area and t.full_area < r.full_area for r in rivals)
+def _beyond(a: Candidate, b: Candidate, axis: int, sign: int, margins: bool) -> bool:
+    """a lies past b along x (axis 0) or y (1), towards larger (sign 1) or smaller (-1) coordinates:
+    clearly, by box centre and that side's box edge, or simply, by box centre."""
+    gap = sign * (_centre(a, axis) - _centre(b, axis))
+    if not margins:
+        return gap > 0
+    edge = axis + 2 if sign > 0 else axis
+    return gap >= POSITION_MARGIN and sign * (a.box[edge] - b.box[edge]) > 0
 
 
-def _is_first(t: Candidate, rivals: Sequence[Candidate], axis: int) -> bool:
-    """Clearly the most left (axis 0) or top (axis 1) of its rivals."""
-    return all(
-        _centre(t, axis) + POSITION_MARGIN <= _centre(r, axis) and t.box[axis] < r.box[axis] for r in rivals
-    )
+# Superlatives: word, the quantity compared (None: area; else the box axis) and its direction.
+_SUPERLATIVES = (
+    ("largest", None, 1),
+    ("biggest", None, 1),
+    ("smallest", None, -1),
+    ("leftmost", 0, -1),
+    ("rightmost", 0, 1),
+    ("topmost", 1, -1),
+    ("bottommost", 1, 1),
+)
 
 
-def _is_last(t: Candidate, rivals: Sequence[Candidate], axis: int) -> bool:
-    """Clearly the most right (axis 0) or bottom (axis 1) of its rivals."""
-    return all(
-        _centre(t, axis) - POSITION_MARGIN >= _centre(r, axis) and t.box[axis + 2] > r.box[axis + 2]
-        for r in rivals
-    )
+def _wins(target: Candidate, rivals: Sequence[Candidate], axis: int | None, sign: int, margins: bool) -> bool:
+    if axis is None:
+        return all(_exceeds(target, r, sign, margins) for r in rivals)
+    return all(_beyond(target, r, axis, sign, margins) for r in rivals)
 
 
-def phrases(target: Candidate, others: Sequence[Candidate]) -> list[str]:
+def phrases(target: Candidate, others: Sequence[Candidate], margins: bool = True) -> list[str]:
     """Every spec phrase (without "the") that singles out `target` among `others`."""
     same_shape = [o for o in others if o.shape == target.shape]
     same_colour = [o for o in others if o.colour == target.colour]
@@ -69,30 +84,21 @@ def phrases(target: Candidate, others: Sequence[Candidate]) -> list[str]:
     if not same_colour:
         out += [f"{target.colour} object", f"{target.colour} shape"]
     for noun, rivals in (("object", list(others)), (target.shape, same_shape)):
-        if not rivals:
-            continue
-        if _is_largest(target, rivals):
-            out += [f"largest {noun}", f"biggest {noun}"]
-        if _is_smallest(target, rivals):
-            out.append(f"smallest {noun}")
-        for word, test, axis in (
-            ("leftmost", _is_first, 0),
-            ("rightmost", _is_last, 0),
-            ("topmost", _is_first, 1),
-            ("bottommost", _is_last, 1),
-        ):
-            if test(target, rivals, axis):
-                out.append(f"{word} {noun}")
+        if rivals:
+            out += [
+                f"{w} {noun}" for w, axis, sign in _SUPERLATIVES if _wins(target, rivals, axis, sign, margins)
+            ]
     # "Exactly two" must hold with and without a distractor, so the other one must be annotated too.
     if len(same_shape) == 1 and same_shape[0].annotated:
-        if _is_first(target, same_shape, 0):
-            out.append(f"{target.shape} on the left")
-        if _is_last(target, same_shape, 0):
-            out.append(f"{target.shape} on the right")
+        for side, sign in (("left", -1), ("right", 1)):
+            if _beyond(target, same_shape[0], 0, sign, margins):
+                out.append(f"{target.shape} on the {side}")
     return out
 
 
-def referring_expressions(candidates: Sequence[Candidate], rng: np.random.Generator) -> list[list[str]]:
+def referring_expressions(
+    candidates: Sequence[Candidate], rng: np.random.Generator, margins: bool = True
+) -> list[list[str]]:
     """Sentences per candidate (empty for distractors), each with "the" in front 75% of the time."""
     result: list[list[str]] = []
     for i, target in enumerate(candidates):
@@ -101,6 +107,6 @@ def referring_expressions(candidates: Sequence[Candidate], rng: np.random.Genera
             continue
         others = [c for j, c in enumerate(candidates) if j != i]
         result.append(
-            [("the " if rng.random() < THE_PROBABILITY else "") + p for p in phrases(target, others)]
+            [("the " if rng.random() < THE_PROBABILITY else "") + p for p in phrases(target, others, margins)]
         )
     return result

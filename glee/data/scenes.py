@@ -46,6 +46,7 @@ class SceneConfig:
     min_size: int = IMAGE_SIDE[0]
     max_size: int = IMAGE_SIDE[1]
     max_objects: int = OBJECTS_PER_IMAGE[1]
+    ref_margins: bool = True  # comparatives only with a clear margin (glee.data.expressions)
 
 
 @dataclass
@@ -167,5 +168,5 @@ def generate_scene(seed: int, index: int, config: SceneConfig = SceneConfig()) -
     blur, noise = sample_finish(rng)
     attributes = {"background": bg_kind, "antialias": ss > 1, "blur_sigma": blur, "noise_sigma": noise}
     image = finish(canvas, rng, blur, noise)
-    expressions = referring_expressions([o.candidate() for o in stack], rng)
+    expressions = referring_expressions([o.candidate() for o in stack], rng, config.ref_margins)
     return Scene(image, stack, expressions, attributes)

@@ -46,6 +46,7 @@ class VideoConfig:
     frames_min: int = FRAMES_PER_VIDEO[0]
     frames_max: int = FRAMES_PER_VIDEO[1]
     max_objects: int = OBJECTS_PER_VIDEO[1]
+    ref_margins: bool = True  # comparatives only with a clear margin (glee.data.expressions)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def generate_video(seed: int, index: int, config: VideoConfig = VideoConfig()) -
         )
         for i in present
     ]
-    sentences = dict(zip(present, referring_expressions(candidates, rng), strict=True))
+    sentences = dict(zip(present, referring_expressions(candidates, rng, config.ref_margins), strict=True))
     tracks = [
         Track(
             looks[i],

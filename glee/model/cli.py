@@ -59,7 +59,7 @@ def fetch_command(
         str, typer.Argument(help="Checkpoint name from `glee weights list` (or a file name with --url).")
     ],
     dest: Annotated[
-        Path | None, typer.Option(help="Directory to store it in [default: $GLEE_WEIGHTS_DIR].")
+        Path | None, typer.Option(help="Directory to store it in (default: $GLEE_WEIGHTS_DIR).")
     ] = None,
     url: Annotated[str | None, typer.Option(help="Download from this URL instead (a mirror).")] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected sha256 (hex) of the file.")] = None,

@@ -18,7 +18,9 @@ def check_api_key(keys: list[str], api_key: str | None, authorization: str | Non
     if not supplied and authorization and authorization.lower().startswith(_BEARER):
         supplied = authorization[len(_BEARER) :].strip()
     if not supplied:
-        raise UnauthenticatedError("missing API key (X-API-Key header or Authorization: Bearer)")
+        raise UnauthenticatedError(
+            "missing API key (X-API-Key or Authorization: Bearer <key>, as HTTP header or gRPC metadata)"
+        )
     # Compare against every key in constant time, so timing reveals neither the key nor which one matched.
     matches = [hmac.compare_digest(supplied.encode(), key.encode()) for key in keys]
     if not any(matches):

@@ -84,6 +84,6 @@ def serve_command(
 
     try:
         asyncio.run(serve(settings))
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

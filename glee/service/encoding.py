@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from glee.service.errors import InvalidInputError
-from glee.service.schemas import BoxFormat, Mask, MaskFormat, RleMask
+from glee.service.schemas import BoxFormat, Mask, MaskFormat, RleMask, RlePrompt
 
 
 def encode_box(box_xyxy: np.ndarray, box_format: BoxFormat) -> list[float]:
@@ -41,7 +41,7 @@ def encode_rle(mask: np.ndarray) -> RleMask:
     return RleMask(size=(int(rle["size"][0]), int(rle["size"][1])), counts=rle["counts"].decode("ascii"))
 
 
-def decode_rle(rle: RleMask, height: int, width: int) -> np.ndarray:
+def decode_rle(rle: RlePrompt, height: int, width: int) -> np.ndarray:
     """A client-given RLE (a VOS mask prompt) -> bool [H, W]; it must match the frame size.
 
     The runs must cover exactly height x width pixels: pycocotools leaves the pixels after short counts
@@ -51,16 +51,19 @@ def decode_rle(rle: RleMask, height: int, width: int) -> np.ndarray:
         message = f"mask size {list(rle.size)} does not match the frame size [{height}, {width}]"
         raise InvalidInputError(message, code="invalid_prompt")
     try:
-        covered = sum(_run_lengths(rle.counts))
+        runs = rle.counts if isinstance(rle.counts, list) else _run_lengths(rle.counts)
     except ValueError as exc:
         raise InvalidInputError(f"mask RLE cannot be decoded: {exc}", code="invalid_prompt") from exc
-    if covered != height * width:
+    if sum(runs) != height * width:
         message = (
-            f"mask RLE counts cover {covered} pixels, but its size {height}x{width} has {height * width}"
+            f"mask RLE counts cover {sum(runs)} pixels, but its size {height}x{width} has {height * width}"
         )
         raise InvalidInputError(message, code="invalid_prompt")
-    decoded = mask_utils.decode({"size": [height, width], "counts": rle.counts.encode("ascii")})
-    return decoded.astype(bool)
+    if isinstance(rle.counts, list):
+        compressed = mask_utils.frPyObjects({"size": [height, width], "counts": rle.counts}, height, width)
+    else:
+        compressed = {"size": [height, width], "counts": rle.counts.encode("ascii")}
+    return mask_utils.decode(compressed).astype(bool)
 
 
 def _run_lengths(counts: str) -> list[int]:

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
+_MAX_MESSAGE_BYTES = 2048
+
 
 # ---------------------------------------------------------------------- protobuf -> typed requests
 def _parse(model: type[M], data: dict[str, Any]) -> M:
@@ -155,11 +157,22 @@ def _frame(result: FrameResponse) -> Any:
 
 
 # ---------------------------------------------------------------------- servicer
-def _status(exc: ServiceError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
+def _message(text: str) -> str:
+    """The status message, cut to fit gRPC's metadata limits (8 KiB soft, after percent-encoding):
+    a message that echoes a long input (a 20 kB session id, 256 bad categories) would otherwise make gRPC
+    drop the whole status, error code trailer included, for RESOURCE_EXHAUSTED "Stream removed"."""
+    data = text.encode()
+    if len(data) <= _MAX_MESSAGE_BYTES:
+        return text
+    return data[:_MAX_MESSAGE_BYTES].decode(errors="ignore") + f"... ({len(data)} bytes in all)"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: ServiceError) -> None:
+    """End the call with exc's status code, message and the API error code (and retry-after) trailers."""
     trailers = ((ERROR_CODE_KEY, exc.code),)
     if isinstance(exc, QueueFullError):
         trailers += (("retry-after", str(exc.retry_after_s)),)
-    return grpc.StatusCode[exc.grpc_code], trailers
+    await context.abort(grpc.StatusCode[exc.grpc_code], _message(exc.message), trailing_metadata=trailers)
 
 
 def _service_error(exc: Exception, rpc: str) -> ServiceError:
@@ -184,9 +197,8 @@ def _rpc(name: str) -> Callable:
             else:
                 self.observe(name, "OK", started)
                 return response
-            status, trailers = _status(error)
-            self.observe(name, status.name, started)
-            await context.abort(status, error.message, trailing_metadata=trailers)
+            self.observe(name, error.grpc_code, started)
+            await _abort(context, error)
 
         return handler
 
@@ -272,11 +284,11 @@ class GleeServicer:
             elif kind == "resume_session_id":
                 info = await self.engine.get_session(first.resume_session_id)
             else:
-                raise InvalidInputError("the first Track message must be 'open' or 'resume_session_id'")
+                raise SchemaValidationError("the first Track message must be 'open' or 'resume_session_id'")
             yield pb.TrackResponse(session=_session(info))
             async for message in requests:
                 if message.WhichOneof("message") != "frame":
-                    raise InvalidInputError("after the first message, every Track message must be a 'frame'")
+                    raise SchemaValidationError("after the first, every Track message must be a 'frame'")
                 frame = message.frame
                 result = await self.engine.add_frame(info.session_id, frame.image, frame_params(frame))
                 yield pb.TrackResponse(frame=_frame(result))
@@ -285,9 +297,8 @@ class GleeServicer:
         else:
             self.observe("Track", "OK", started)
             return
-        status, trailers = _status(error)
-        self.observe("Track", status.name, started)
-        await context.abort(status, error.message, trailing_metadata=trailers)
+        self.observe("Track", error.grpc_code, started)
+        await _abort(context, error)
 
 
 async def start_grpc_server(engine: Engine, host: str, port: int) -> tuple[grpc.aio.Server, int, Any]:
@@ -297,6 +308,9 @@ async def start_grpc_server(engine: Engine, host: str, port: int) -> tuple[grpc.
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            # Without this a second server on a port in use starts and the kernel splits the connections
+            # (and so the in-memory sessions) between the two processes.
+            ("grpc.so_reuseport", 0),
         ]
     )
     server.add_generic_rpc_handlers((generic_handler(GleeServicer(engine)),))
@@ -306,7 +320,12 @@ async def start_grpc_server(engine: Engine, host: str, port: int) -> tuple[grpc.
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise OSError(
+            f"cannot listen for gRPC on {host}:{port}: in use, or not an address of this host"
+        ) from exc
     await server.start()
     return server, bound, health_servicer
 

@@ -16,11 +16,13 @@ from fastapi import APIRouter, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glee.service.auth import check_api_key
@@ -205,11 +207,21 @@ class _BodyLimit:
 
 
 class _HttpMetrics:
-    """Counts and times every request by route template (``/v1/sessions/{session_id}``) and status."""
+    """Counts and times every request by route template (``/v1/sessions/{session_id}``) and status.
 
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+    ``routes`` (filled in once the application has them) lets a request answered before routing (a 413
+    from Content-Length) still be counted under its endpoint rather than as "unmatched"."""
+
+    def __init__(self, app: ASGIApp, engine: Engine, routes: list[BaseRoute]) -> None:
         self.app = app
         self.metrics = engine.metrics
+        self.routes = routes
+
+    def endpoint(self, scope: Scope) -> str:
+        route = scope.get("route") or next(
+            (r for r in self.routes if r.matches(scope)[0] == Match.FULL), None
+        )
+        return getattr(route, "path", "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -227,8 +239,7 @@ class _HttpMetrics:
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
+            endpoint = self.endpoint(scope)
             self.metrics.requests.labels("http", endpoint, str(status)).inc()
             self.metrics.request_seconds.labels("http", endpoint).observe(time.perf_counter() - started)
 
@@ -242,7 +253,8 @@ def create_app(engine: Engine) -> FastAPI:
         version="1.0.0",
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(_HttpMetrics, engine=engine)
+    routes: list[BaseRoute] = []
+    app.add_middleware(_HttpMetrics, engine=engine, routes=routes)
     _add_error_handlers(app)
 
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -271,6 +283,11 @@ def create_app(engine: Engine) -> FastAPI:
             raise _part_error(
                 "body", f"unreadable multipart body: {exc.detail} ({hint})", "multipart"
             ) from exc
+        unknown = sorted(set(form.keys()) - {*IMAGE_PARTS, "request"})
+        if unknown:
+            raise _part_error(
+                unknown[0], "unknown part; send 'file' and optionally 'request'", "extra_forbidden"
+            )
         image, fields = _only_part(form, IMAGE_PARTS), _only_part(form, ("request",))
         if image is None:
             raise _part_error(
@@ -283,7 +300,7 @@ def create_app(engine: Engine) -> FastAPI:
         raw = fields[1] if fields is not None else "{}"
         raw = await raw.read() if isinstance(raw, UploadFile) else raw
         _reject_inline_image(raw)
-        return parse(form_model, raw), await image[1].read()
+        return parse(form_model, raw, root="request"), await image[1].read()
 
     async def read_image_request(
         request: Request, form_model: type[M], json_model: type[M]
@@ -309,6 +326,9 @@ def create_app(engine: Engine) -> FastAPI:
             body = {"error": {"code": "not_ready", "message": "the model is not loaded yet"}}
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "model": engine.model_name})
+
+    for path, probe in ((HEALTH_PATH, healthz), (READY_PATH, readyz)):  # some load balancers probe with HEAD
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get(METRICS_PATH, tags=["ops"], summary="Prometheus metrics.")
     async def metrics() -> Response:
@@ -388,6 +408,7 @@ def create_app(engine: Engine) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(api)
+    routes.extend(route for route in (*app.routes, *api.routes) if isinstance(route, APIRoute))
     _document_bodies(app)
     return app
 

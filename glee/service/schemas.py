@@ -9,10 +9,12 @@ engine and are 400.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -31,8 +33,8 @@ MaskFormat = Literal["rle", "polygon", "png", "none"]
 BoxFormat = Literal["xyxy", "xywh"]
 VideoTask = Literal["track", "rvos", "vos"]
 
-#: A JSON number: an integer or a float, never a numeric string or a boolean.
-Number = Annotated[float, Strict()]
+#: A JSON number: an integer or a float, never a numeric string, a boolean, NaN or an infinity.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 XY = tuple[Number, Number]
 PROMPT_KINDS = ("points", "box", "scribble", "mask")
 
@@ -48,14 +50,17 @@ def _exact_text(text: str) -> str:
 
 
 def _distinct(texts: list[str]) -> list[str]:
-    """A repeated category or expression would be answered twice; the text encoder lower-cases, so
-    texts that differ only in case repeat too."""
+    """A repeated category or expression would be answered twice; the text encoder lower-cases and reads
+    a run of whitespace as one space, so texts that differ only in those repeat too."""
     seen: dict[str, str] = {}
     for text in texts:
-        if text.lower() in seen:
-            first = seen[text.lower()]
-            raise ValueError(f"{text!r} repeats {first!r} (compared ignoring case, as the model reads them)")
-        seen[text.lower()] = text
+        key = " ".join(text.lower().split())
+        if key in seen:
+            raise ValueError(
+                f"{text!r} repeats {seen[key]!r} (compared ignoring case and repeated spaces, as the model "
+                "reads them)"
+            )
+        seen[key] = text
     return texts
 
 
@@ -102,8 +107,15 @@ class ScribblePrompt(_Request):
     scribble: list[XY] = Field(min_length=2, max_length=512)
 
 
+class RlePrompt(RleMask):
+    """A mask prompt's RLE: compressed ``counts`` as returned, or uncompressed run lengths (a list, as in
+    COCO's iscrowd annotations and ``pycocotools.mask.frPyObjects``' input)."""
+
+    counts: str | list[Annotated[StrictInt, Field(ge=0)]]
+
+
 class MaskPrompt(_Request):
-    mask: RleMask
+    mask: RlePrompt
 
 
 def _prompt_kind(value: Any) -> str | None:
@@ -318,6 +330,7 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
     try:
         if isinstance(data, dict):
             return model.model_validate(data)
+        _refuse_repeated_keys(data, root)
         return model.model_validate_json(data)
     except ValidationError as exc:
         details = [
@@ -327,6 +340,27 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
         raise SchemaValidationError(
             "; ".join(_located(d["loc"], d["msg"], root) for d in details), details=details
         ) from exc
+
+
+def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
+    """JSON parsers keep the last of repeated keys, so ``{"categories": [...], "categories": [...]}``
+    would silently drop the first list; a repeated field is a 422 like an unknown one. (Invalid JSON is
+    left to the schema's parser, which says where it breaks.)"""
+    repeated: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        repeated.extend(key for i, key in enumerate(keys) if key in keys[:i] and key not in repeated)
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs_hook)
+    except ValueError:
+        return
+    if repeated:
+        messages = [f"field {key!r} appears more than once" for key in repeated]
+        details = [{"loc": [], "msg": msg, "type": "repeated_key"} for msg in messages]
+        raise SchemaValidationError("; ".join(_located([], d["msg"], root) for d in details), details=details)
 
 
 def _client_loc(loc: tuple[int | str, ...]) -> list[int | str]:

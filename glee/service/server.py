@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -35,10 +36,25 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
+def _http_socket(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound before anything starts: a port in use is then one clear OSError
+    rather than uvicorn's exit from inside a task."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from exc
+
+
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; raises if the model cannot be loaded."""
+    """Run until SIGINT/SIGTERM; raises if the model cannot be loaded or a port cannot be bound."""
+    http_socket = _http_socket(settings.host, settings.http_port)
     engine = Engine(settings)
-    grpc_server, grpc_port, health = await start_grpc_server(engine, settings.host, settings.grpc_port)
+    try:
+        grpc_server, grpc_port, health = await start_grpc_server(engine, settings.host, settings.grpc_port)
+    except OSError:
+        http_socket.close()
+        raise
     await set_serving(health, False)
     http = _HttpServer(
         uvicorn.Config(
@@ -61,7 +77,7 @@ async def serve(settings: Settings) -> None:
         await set_serving(health, True)
 
     loading = asyncio.create_task(load_model())
-    http_task = asyncio.create_task(http.serve())
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     try:
         done, _ = await asyncio.wait({loading, http_task}, return_when=asyncio.FIRST_COMPLETED)
         if loading in done and loading.exception() is not None:

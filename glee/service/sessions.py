@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from glee.service.errors import NotFoundError, SessionConflictError, UnavailableError
 

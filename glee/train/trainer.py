@@ -379,6 +379,7 @@ class Trainer:
         settings = cfg.model_dump(include=collection | {"stage_samples", "tasks", "loss"})
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
         digest.update(self.cache.boxes.tobytes())
+        digest.update(json.dumps(self.cache.sentences).encode())  # the same scenes with other sentences
         prefix = HEAD_STAGES[cfg.stage].prefix
         for name, tensor in sorted(self.model.state_dict().items()):
             if not name.startswith(prefix):
