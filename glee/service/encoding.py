@@ -51,12 +51,12 @@ def decode_rle(rle: RlePrompt, height: int, width: int) -> np.ndarray:
         message = f"mask size {list(rle.size)} does not match the frame size [{height}, {width}]"
         raise InvalidInputError(message, code="invalid_prompt")
     try:
-        runs = rle.counts if isinstance(rle.counts, list) else _run_lengths(rle.counts)
+        covered = sum(rle.counts if isinstance(rle.counts, list) else _run_lengths(rle.counts))
     except ValueError as exc:
         raise InvalidInputError(f"mask RLE cannot be decoded: {exc}", code="invalid_prompt") from exc
-    if sum(runs) != height * width:
+    if covered != height * width:
         message = (
-            f"mask RLE counts cover {sum(runs)} pixels, but its size {height}x{width} has {height * width}"
+            f"mask RLE counts cover {covered} pixels, but its size {height}x{width} has {height * width}"
         )
         raise InvalidInputError(message, code="invalid_prompt")
     if isinstance(rle.counts, list):

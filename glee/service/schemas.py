@@ -349,8 +349,11 @@ def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
     repeated: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        repeated.extend(key for i, key in enumerate(keys) if key in keys[:i] and key not in repeated)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in repeated:
+                repeated.append(key)
+            seen.add(key)
         return dict(pairs)
 
     try:
