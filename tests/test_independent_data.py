@@ -49,6 +49,7 @@ def test_coco_reader_reads_every_annotation_colour_and_sentence(images: tuple[Pa
     out, data = images
     dataset = CocoDataset(out / "annotations.json", image_root=out / "images")
     by_id = {a["id"]: a for a in data["annotations"]}
+    names = {c["id"]: c["name"] for c in data["categories"]}
     sentences = {r["ann_id"]: [s["sent"] for s in r["sentences"]] for r in data["refs"]}
     assert len(dataset) == len(data["images"]) == 8
     seen = 0
@@ -60,7 +61,7 @@ def test_coco_reader_reads_every_annotation_colour_and_sentence(images: tuple[Pa
             x, y, w, h = ann["bbox"]
             np.testing.assert_allclose(sample.boxes[row], [x, y, x + w, y + h])
             assert sample.colours[row] == ann["attributes"]["colour"]
-            assert sample.category_names[row] == data["categories"][ann["category_id"] - 1]["name"]
+            assert sample.category_names[row] == names[ann["category_id"]]
             expected = decode_segmentation(ann["segmentation"], sample.height, sample.width)
             assert np.array_equal(sample.masks[row], expected)
             assert sample.sentences[row] == sentences.get(ann_id, [])
