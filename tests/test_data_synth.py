@@ -23,7 +23,7 @@ from glee.data.masks import decode_segmentation, encode_rle
 from glee.data.pack import PackedDataset, pack_coco
 from glee.data.readers import CocoDataset, YtvisDataset
 from glee.data.render import sample_background
-from glee.data.scenes import generate_scene
+from glee.data.scenes import SceneConfig, generate_scene
 from glee.data.spec import COLOURS, SHAPES
 from glee.data.videos import VideoConfig, generate_video
 from glee.data.writers import write_images, write_videos
@@ -324,7 +324,51 @@ def _resize_ratio(a, b):
     return b.radius / a.radius
 
 
+def _small_share(scenes):
+    """Share of objects whose whole-shape box has a longest side under 40 px."""
+    boxes = [_box(o.full_mask) for scene in scenes for o in scene.objects]
+    return np.mean([max(x1 - x0, y1 - y0) < 40 for x0, y0, x1, y1 in boxes])
+
+
+def test_log_sizes_draw_more_small_objects_within_the_spec():
+    log = [generate_scene(77, i, SceneConfig(log_sizes=True)) for i in range(30)]
+    for scene in log:
+        for obj in scene.objects:
+            x0, y0, x1, y1 = _box(obj.full_mask)
+            assert 20 <= x1 - x0 <= 160 and 20 <= y1 - y0 <= 160
+            assert obj.visible.sum() >= 0.4 * obj.full_mask.sum()
+    # log-uniform on 20-160 puts a third of the draws under 40 px, uniform a seventh
+    assert _small_share(log) > _small_share([generate_scene(77, i) for i in range(30)]) + 0.1
+
+
+def _touching_share(videos):
+    """Share of annotated object-frames whose mask touches (within 2 px) another object's mask."""
+    touching = total = 0
+    for video in videos:
+        for t in range(len(video.frames)):
+            masks = [track.masks[t] for track in video.tracks if track.masks[t] is not None]
+            for i, m in enumerate(masks):
+                grown = ndimage.binary_dilation(m, iterations=2)
+                total += 1
+                touching += any((grown & n).any() for j, n in enumerate(masks) if j != i)
+    return touching / total
+
+
+def test_crossing_videos_keep_the_spec_and_meet_more_often():
+    config = VideoConfig(frames_min=8, frames_max=12, crossing=1.0, log_sizes=True)
+    crossing = [generate_video(55, i, config) for i in range(12)]
+    _check_video_invariants(crossing)
+    plain = [generate_video(55, i, VideoConfig(frames_min=8, frames_max=12)) for i in range(12)]
+    assert _touching_share(crossing) > _touching_share(plain) + 0.1
+
+
 def test_video_invariants(videos):
+    entering, leaving = _check_video_invariants(videos)
+    assert entering and leaving
+
+
+def _check_video_invariants(videos):
+    """Assert the spec's rules for every video; return how many tracks enter and how many leave the frame."""
     entering = leaving = 0
     for video in videos:
         h, w = video.frames[0].shape[:2]
@@ -356,7 +400,7 @@ def test_video_invariants(videos):
                 assert abs(b.angle - a.angle) <= math.radians(5) + 1e-9
                 assert 1 / 1.02 - 1e-9 <= _resize_ratio(a, b) <= 1.02 + 1e-9
                 assert a.kind == b.kind and a.ratio == b.ratio
-    assert entering and leaving
+    return entering, leaving
 
 
 def test_video_expressions_are_unique_in_the_first_frame(videos):
@@ -460,11 +504,12 @@ def test_cli_commands(tmp_path):
             "1",
             "-q",
             "--no-ref-margins",
+            "--log-sizes",
         ],
     )
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "n" / "annotations.json").read_text())["info"]["config"]
-    assert config["ref_margins"] is False
+    assert config["ref_margins"] is False and config["log_sizes"] is True
     res = runner.invoke(
         app,
         [
@@ -485,10 +530,14 @@ def test_cli_commands(tmp_path):
             "256",
             "--frame-format",
             "jpg",
+            "--crossing",
+            "0.5",
         ],
     )
     assert res.exit_code == 0, res.output
     assert "wrote 1 videos" in res.output and (tmp_path / "v" / "frames" / "000000" / "00007.jpg").exists()
+    config = json.loads((tmp_path / "v" / "annotations.json").read_text())["info"]["config"]
+    assert config["crossing"] == 0.5 and config["log_sizes"] is False
     res = runner.invoke(
         app, ["data", "pack", str(tmp_path / "i" / "annotations.json"), str(tmp_path / "p"), "-q"]
     )

@@ -28,6 +28,13 @@ RefMargins = Annotated[
         "literal reading (visible area, box centre) is strict, close calls included.",
     ),
 ]
+LogSizes = Annotated[
+    bool,
+    typer.Option(
+        "--log-sizes/--uniform-sizes",
+        help="Object sizes (box side 20-160 px) drawn log-uniformly, so more small objects, or uniformly.",
+    ),
+]
 
 
 def _check_sizes(min_size: int, max_size: int) -> None:
@@ -43,6 +50,7 @@ def synth_images(
     min_size: MinSize = 256,
     max_size: MaxSize = 512,
     ref_margins: RefMargins = True,
+    log_sizes: LogSizes = False,
     quiet: Quiet = False,
 ) -> None:
     """Still images: OUT/images/*.png and OUT/annotations.json (COCO + RefCOCO-style refs)."""
@@ -50,7 +58,7 @@ def synth_images(
     from glee.data.writers import write_images
 
     _check_sizes(min_size, max_size)
-    config = SceneConfig(min_size=min_size, max_size=max_size, ref_margins=ref_margins)
+    config = SceneConfig(min_size=min_size, max_size=max_size, ref_margins=ref_margins, log_sizes=log_sizes)
     s = write_images(out_dir, num, seed, workers=workers, config=config, progress=not quiet)
     typer.echo(
         f"wrote {s.items} images, {s.objects} objects, {s.referred} referred objects, "
@@ -70,6 +78,16 @@ def synth_videos(
     max_size: MaxSize = 512,
     frame_format: Annotated[str, typer.Option("--frame-format", help="png (lossless) or jpg.")] = "png",
     ref_margins: RefMargins = True,
+    log_sizes: LogSizes = False,
+    crossing: Annotated[
+        float,
+        typer.Option(
+            "--crossing",
+            min=0.0,
+            max=1.0,
+            help="Probability that an object is aimed to cross an earlier object's path (more occlusion).",
+        ),
+    ] = 0.0,
     quiet: Quiet = False,
 ) -> None:
     """Videos: OUT/frames/<video>/*.png and OUT/annotations.json (YouTube-VIS 2019 + expressions)."""
@@ -87,6 +105,8 @@ def synth_videos(
         frames_min=frames_min,
         frames_max=frames_max,
         ref_margins=ref_margins,
+        log_sizes=log_sizes,
+        crossing=crossing,
     )
     s = write_videos(
         out_dir, num, seed, workers=workers, config=config, frame_format=frame_format, progress=not quiet

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from glee.data.expressions import Candidate, referring_expressions
-from glee.data.geometry import Raster, Shape, paste, rasterize
+from glee.data.geometry import Raster, Shape, paste, rasterize, sample_size
 from glee.data.masks import mask_box
 from glee.data.render import Appearance, finish, paint, sample_appearance, sample_background, sample_finish
 from glee.data.spec import (
@@ -47,6 +47,7 @@ class SceneConfig:
     max_size: int = IMAGE_SIDE[1]
     max_objects: int = OBJECTS_PER_IMAGE[1]
     ref_margins: bool = True  # comparatives only with a clear margin (glee.data.expressions)
+    log_sizes: bool = False  # object sizes log-uniform instead of uniform (glee.data.geometry.sample_size)
 
 
 @dataclass
@@ -104,13 +105,15 @@ def _box_ok(mask: np.ndarray) -> bool:
     return BOX_SIDE[0] <= min(x1 - x0, y1 - y0) and max(x1 - x0, y1 - y0) <= BOX_SIDE[1]
 
 
-def _sample_shape(rng: np.random.Generator, height: int, width: int, ss: int) -> tuple[Shape, Raster]:
+def _sample_shape(
+    rng: np.random.Generator, height: int, width: int, ss: int, log_sizes: bool
+) -> tuple[Shape, Raster]:
     """A shape lying wholly inside the image whose rasterised box sides are within BOX_SIDE."""
     for _ in range(100):
         kind, ratio = sample_kind(rng)
         angle = 0.0 if kind == "circle" else float(rng.uniform(0.0, 2.0 * math.pi))
         ux0, uy0, ux1, uy1 = Shape(kind, 0.0, 0.0, 1.0, angle, ratio).bounds()
-        radius = float(rng.uniform(*BOX_SIDE)) / max(ux1 - ux0, uy1 - uy0)
+        radius = sample_size(rng, *BOX_SIDE, log_sizes) / max(ux1 - ux0, uy1 - uy0)
         if min(ux1 - ux0, uy1 - uy0) * radius < BOX_SIDE[0]:
             continue
         cx = float(rng.uniform(-ux0 * radius, width - ux1 * radius))
@@ -148,7 +151,7 @@ def generate_scene(seed: int, index: int, config: SceneConfig = SceneConfig()) -
     stack: list[SceneObject] = []
     for _ in range(int(rng.integers(OBJECTS_PER_IMAGE[0], config.max_objects + 1))):
         for _ in range(_PLACEMENT_TRIES):
-            shape, raster = _sample_shape(rng, height, width, ss)
+            shape, raster = _sample_shape(rng, height, width, ss, config.log_sizes)
             full = paste(raster, height, width)
             look = sample_appearance(rng, background[full].mean(0))
             new = SceneObject(shape, look, raster, full)

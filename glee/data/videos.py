@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glee.data.expressions import Candidate, referring_expressions
-from glee.data.geometry import Raster, Shape, paste, radius_limits, rasterize
+from glee.data.geometry import Raster, Shape, paste, radius_limits, rasterize, sample_size
 from glee.data.masks import mask_box
 from glee.data.render import Appearance, finish, paint, sample_appearance, sample_background, sample_finish
 from glee.data.scenes import VIDEO_STREAM, sample_kind, scene_rng
@@ -47,6 +47,11 @@ class VideoConfig:
     frames_max: int = FRAMES_PER_VIDEO[1]
     max_objects: int = OBJECTS_PER_VIDEO[1]
     ref_margins: bool = True  # comparatives only with a clear margin (glee.data.expressions)
+    log_sizes: bool = False  # object sizes log-uniform instead of uniform (glee.data.geometry.sample_size)
+    # Probability that an object (after the first) is aimed to pass through an earlier object's position
+    # at a frame in the middle half of the video, so that the two cross and one occludes the other. The
+    # spec allows crossings without saying how often; at 0 they happen only where random paths meet.
+    crossing: float = 0.0
 
 
 @dataclass
@@ -72,11 +77,33 @@ class Video:
     attributes: dict[str, object]
 
 
-def _trajectory(rng: np.random.Generator, frames: int, height: int, width: int) -> list[Shape]:
-    """Constant velocity plus bounded jitter, constant spin, and a scale drift that bounces off the limits."""
+def _crossing_target(
+    rng: np.random.Generator, paths: list[list[Shape]], frames: int, crossing: float
+) -> tuple[np.ndarray, int] | None:
+    """Where and when the next object should meet an earlier one, or None (no draws when crossing is 0)."""
+    if crossing <= 0.0 or not paths or rng.random() >= crossing:
+        return None
+    other = paths[int(rng.integers(len(paths)))]
+    t = int(rng.integers(frames // 4, 3 * frames // 4 + 1))
+    return np.array([other[t].cx, other[t].cy]), t
+
+
+def _trajectory(
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    log_sizes: bool = False,
+    target: tuple[np.ndarray, int] | None = None,
+) -> list[Shape]:
+    """Constant velocity plus bounded jitter, constant spin, and a scale drift that bounces off the limits.
+
+    With a `target` (a position and a frame) the path passes through that position at that frame, up to
+    the jitter, instead of through a random anchor.
+    """
     kind, ratio = sample_kind(rng)
     rmin, rmax = radius_limits(kind, ratio, BOX_SIDE[0] + 1.0, BOX_SIDE[1] - 1.0)
-    radius = float(rng.uniform(rmin, rmax))
+    radius = sample_size(rng, rmin, rmax, log_sizes)
     angle = 0.0 if kind == "circle" else float(rng.uniform(0.0, 2.0 * math.pi))
     spin = 0.0 if kind == "circle" else math.radians(float(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)))
     growth = float(rng.uniform(-MAX_SCALE_STEP, MAX_SCALE_STEP))
@@ -86,6 +113,8 @@ def _trajectory(rng: np.random.Generator, frames: int, height: int, width: int) 
     anchor_t = int(rng.integers(1, frames // 2 + 1)) if rng.random() < _ENTER_PROBABILITY else 0
     margin = min(radius, width / 2.0, height / 2.0)
     anchor = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
+    if target is not None:
+        anchor, anchor_t = target
     pos = anchor - velocity * anchor_t
     shapes = []
     for _ in range(frames):
@@ -130,7 +159,10 @@ def generate_video(seed: int, index: int, config: VideoConfig = VideoConfig()) -
         count = int(rng.integers(OBJECTS_PER_VIDEO[0], config.max_objects + 1))
         names = [str(n) for n in rng.permutation(COLOUR_NAMES)[:count]]
         looks = [sample_appearance(rng, mean_bg, [n]) for n in names]
-        paths = [_trajectory(rng, frames, height, width) for _ in range(count)]
+        paths: list[list[Shape]] = []
+        for _ in range(count):
+            target = _crossing_target(rng, paths, frames, config.crossing)
+            paths.append(_trajectory(rng, frames, height, width, config.log_sizes, target))
         rasters = [[rasterize(p[t], ss) for p in paths] for t in range(frames)]
         per_frame = [_visibility(r, height, width) for r in rasters]
         annotated = [[keep[i] for _, keep in per_frame] for i in range(count)]
