@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from glee.model.track_state import FORMAT_VERSION, TaskConfig, TrackState, TrackStateError
-from glee.model.tracker import associate, follow, predicted_box, select_candidate
+from glee.model.tracker import (
+    associate,
+    follow,
+    miss,
+    new_track,
+    predicted_box,
+    select_candidate,
+    select_exclusive,
+)
 from glee.model.types import ImageResult
 
 DIM = 128
@@ -307,6 +315,55 @@ def test_look_alike_far_from_the_predicted_box(task: str, gate: float, follows: 
     far = _dets([_box(150, 50)], look_alike[None], scores=[0.9])
     assert (select_candidate(state.tracks[0], far, cfg) == 0) is follows
     assert TaskConfig(task="vos", match_gate=0.3).match_gate == 0.3
+
+
+@pytest.mark.parametrize("task", ["vos", "rvos", "track"])
+def test_lost_track_is_reacquired_on_appearance(task: str) -> None:
+    """An object that went under another comes back whole beside its shrunken, extrapolated box (box IoU
+    0): a track missed last frame takes it on appearance (``lost_gate`` 0.3); a live track would not
+    (``match_gate`` 0.4), and a lost one still ignores the unlike occluder (cosine 0.4) whose larger box
+    covers the predicted one."""
+    rng = np.random.default_rng(13)
+    emb = _unit(rng, 1)
+    others = _unit(rng, 2)
+    others -= (others @ emb[0])[:, None] * emb[0]
+    others /= np.linalg.norm(others, axis=1, keepdims=True)
+    look_alike = 0.85 * emb[0] + np.sqrt(1 - 0.85**2) * others[0]
+    unlike = 0.4 * emb[0] + np.sqrt(1 - 0.4**2) * others[1]
+    text = {"track": {"categories": ("circle",), "match_gate": 0.4}, "rvos": {"expression": "the circle"}}
+    cfg = TaskConfig(task=task, **text.get(task, {}))
+    assert (cfg.match_gate, cfg.lost_gate) == (0.4, 0.3)
+    state = TrackState(cfg)
+    associate(state, _dets([_box(50, 50)], emb))
+    track = state.tracks[0]
+    back = _dets([_box(90, 50)], look_alike[None], scores=[0.29])
+    assert select_candidate(track, back, cfg) is None
+    miss(state, track)
+    assert select_candidate(track, _dets([_box(60, 50, side=90)], unlike[None]), cfg) is None
+    if task == "track":
+        assert associate(state, back).tolist() == [track.track_id]
+    else:
+        assert select_candidate(track, back, cfg) == 0
+
+
+def test_vos_objects_never_share_a_candidate() -> None:
+    """Two followed objects whose prompts both rank the same object first: the one that wants it more
+    takes it and the other its next candidate; pixels of a newly prompted object are taken by it."""
+    emb = _unit(np.random.default_rng(14), 1)
+    cfg = TaskConfig(task="vos")
+    state = TrackState(cfg)
+    seed = _dets([_box(50, 50)], emb)
+    a, b = new_track(state, seed, 0, 1), new_track(state, seed, 0, 2)
+    x, y = _box_mask(_box(50, 50)), _box_mask(_box(54, 50))
+    y[:, :62] = False
+    boxes, embeds, masks = [_box(50, 50), _box(54, 50)], np.repeat(emb, 2, axis=0), [x, y]
+    for_a = _dets(boxes, embeds, scores=[0.9, 0.5], masks=masks)
+    for_b = _dets(boxes, embeds, scores=[0.8, 0.5], masks=masks)
+    assert select_candidate(b, for_b, cfg) == 0
+    picks = select_exclusive([b, a], [for_b, for_a], [], cfg)
+    assert [(track.track_id, row) for track, _, row in picks] == [(2, 1), (1, 0)]
+    picks = select_exclusive([a, b], [for_a, for_b], [x], cfg)
+    assert [row for _, _, row in picks] == [1, None]
 
 
 def _frames(scene: Scene, count: int) -> list[ImageResult]:

@@ -63,13 +63,19 @@ class TaskConfig:
         re-identify a track whose motion prediction missed; and to 0.4 for VOS and RVOS, where the object
         is given and following a look-alike is worse than missing it until it reappears near its
         predicted box.
+    lost_gate: the similarity gate of a track missed on the previous frame; defaults to the lower of
+        ``match_gate`` and 0.3. A lost object's motion-predicted box is its least reliable cue: it keeps
+        the size of the object's last visible remnant (the box shrinks from all sides as the object slides
+        under another) and has been extrapolated since, so when the object comes out whole the overlap is
+        small and appearance has to carry the match (at 0.3, a cosine of 0.75 does on its own).
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
     mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
-        lower-scoring one is dropped before association (track only; 1 turns it off): GLEE's masks are
+        lower-scoring one is dropped before association (1 turns it off): GLEE's masks are
         of visible pixels, which two objects do not share, so the second is a duplicate query, a query
         on a part of the object, or an occluded object's remnant that would keep that object's track
-        alive in the occluder's place.
+        alive in the occluder's place. VOS uses it too (``select_exclusive``): a followed object skips a
+        candidate lying more than this fraction inside pixels another object has already taken.
     top_k: candidates per expression (RVOS) or per object prompt (VOS) asked from the image model.
     score_window: how many recent scores each track keeps (label hysteresis).
     min_mask_area: a VOS mask smaller than this (pixels) is re-prompted by its box instead.
@@ -85,6 +91,7 @@ class TaskConfig:
     embed_weight: float = 0.4
     match_gate: float | None = None
     embed_gate: float = 0.2
+    lost_gate: float | None = None
     temporal_weight: float = 1.0
     nms_iou: float = 0.5
     mask_nms_overlap: float = 0.7
@@ -107,6 +114,8 @@ class TaskConfig:
             object.__setattr__(self, "match_threshold", self.score_threshold / 2)
         if self.match_gate is None:
             object.__setattr__(self, "match_gate", 0.3 if self.task == "track" else 0.4)
+        if self.lost_gate is None:
+            object.__setattr__(self, "lost_gate", min(self.match_gate, 0.3))
         for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou", "mask_nms_overlap"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

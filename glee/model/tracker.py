@@ -8,14 +8,15 @@ prediction (it separates look-alike objects, which the demo domain is full of), 
 score threshold, deaths after ``max_age`` unmatched frames, and mask NMS of the detections first (two
 queries on the same visible pixels would otherwise feed two tracks).
 
-Three rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``:
+The rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``:
 
 * ``associate`` (task "track"): Hungarian assignment (scipy) of detections to all live tracks.
 * ``follow`` (RVOS): per frame the candidate maximising ``grounding score + λ * similarity`` to the
   referred track. This is the temporal-consistency rule described for GLEE's unpublished RVOS inference,
   with the previous selection generalised to the memory of the last k selections (``memory_size=1`` gives
   exactly "similarity to the previous frame's selected query").
-* ``select_candidate`` (VOS, and inside ``follow``): the same rule for one object and its own candidates.
+* ``select_candidate`` (inside ``follow``): the same rule for one object and its own candidates.
+* ``select_exclusive`` (VOS): ``select_candidate`` for several objects at once, never two on one object.
 
 Functions that take a ``TrackState`` or ``Track`` update it in place; ``VideoPredictor.step`` hands them a
 copy, so a caller's state is never changed.
@@ -63,6 +64,11 @@ def similarity(
     cos = mems @ _normalize(embeds).astype(np.float64).T
     iou = box_iou(np.stack([predicted_box(t) for t in tracks]), boxes)
     return cfg.embed_weight * cos + (1.0 - cfg.embed_weight) * iou, cos
+
+
+def gates(tracks: list[Track], cfg: TaskConfig) -> np.ndarray:
+    """[T, 1] similarity gate per track: ``match_gate``, or ``lost_gate`` for a track missed last frame."""
+    return np.asarray([[cfg.lost_gate if t.age else cfg.match_gate] for t in tracks], np.float64)
 
 
 def new_track(state: TrackState, det: ImageResult, index: int, track_id: int | None = None) -> Track:
@@ -156,7 +162,7 @@ def associate(state: TrackState, det: ImageResult) -> np.ndarray:
     matched: set[int] = set()
     if tracks and len(rows):
         sim, cos = similarity(tracks, det.boxes[rows], det.track_embeds[rows], cfg)
-        allowed = (sim >= cfg.match_gate) & (cos >= cfg.embed_gate)
+        allowed = (sim >= gates(tracks, cfg)) & (cos >= cfg.embed_gate)
         t_idx, d_idx = linear_sum_assignment(np.where(allowed, 1.0 - sim, _FORBIDDEN))
         for t, d in zip(t_idx, d_idx, strict=True):
             if allowed[t, d]:
@@ -177,17 +183,48 @@ def associate(state: TrackState, det: ImageResult) -> np.ndarray:
     return ids
 
 
-def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | None:
-    """Row of ``det`` (one object's candidates) that continues ``track``: the best
-    ``score + temporal_weight * similarity`` among rows passing the score and similarity gates."""
+def candidate_totals(track: Track, det: ImageResult, cfg: TaskConfig) -> np.ndarray:
+    """float64 [N]: ``score + temporal_weight * similarity`` of each row of ``det`` (one object's
+    candidates) as a continuation of ``track``; -inf for rows failing the score or similarity gates."""
     if len(det) == 0:
-        return None
+        return np.zeros(0)
     sim, cos = similarity([track], det.boxes, det.track_embeds, cfg)
-    ok = (det.scores >= cfg.match_threshold) & (sim[0] >= cfg.match_gate) & (cos[0] >= cfg.embed_gate)
-    if not ok.any():
+    ok = (det.scores >= cfg.match_threshold) & (sim[0] >= gates([track], cfg)[0]) & (cos[0] >= cfg.embed_gate)
+    return np.where(ok, det.scores + cfg.temporal_weight * sim[0], -np.inf)
+
+
+def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | None:
+    """Row of ``det`` (one object's candidates) that continues ``track``: the best of
+    ``candidate_totals``, or None when every row fails the gates."""
+    totals = candidate_totals(track, det, cfg)
+    if not np.isfinite(totals).any():
         return None
-    total = np.where(ok, det.scores + cfg.temporal_weight * sim[0], -np.inf)
-    return int(np.argmax(total))
+    return int(np.argmax(totals))
+
+
+def select_exclusive(
+    tracks: list[Track], results: list[ImageResult], claimed: list[np.ndarray], cfg: TaskConfig
+) -> list[tuple[Track, ImageResult, int | None]]:
+    """Each followed object's candidate row (None: not found), chosen so that objects do not share one.
+
+    VOS objects are disjoint, but each object's candidates come from its own prompt, so two objects can
+    pick the same physical object (a lost one re-prompted from a box that now covers its neighbour). The
+    objects choose in order of their best ``candidate_totals``, after the newly prompted ones, and a
+    candidate whose mask lies more than ``mask_nms_overlap`` inside pixels already claimed is skipped.
+    Returned in the order of ``tracks``."""
+    totals = [candidate_totals(t, r, cfg) for t, r in zip(tracks, results, strict=True)]
+    best = [float(x.max()) if len(x) else -np.inf for x in totals]
+    taken = np.any(np.stack(claimed), axis=0) if claimed else None
+    rows: dict[int, int | None] = {}
+    for i in sorted(range(len(tracks)), key=lambda i: -best[i]):
+        res, total = results[i], totals[i].copy()
+        if taken is not None and len(res):
+            total[mask_cover(res.masks, taken[None])[:, 0] > cfg.mask_nms_overlap] = -np.inf
+        row = int(np.argmax(total)) if np.isfinite(total).any() else None
+        if row is not None:
+            taken = res.masks[row] if taken is None else taken | res.masks[row]
+        rows[i] = row
+    return [(track, res, rows[i]) for i, (track, res) in enumerate(zip(tracks, results, strict=True))]
 
 
 def follow(state: TrackState, det: ImageResult) -> int | None:

@@ -13,8 +13,9 @@ Tasks:
   ``{"points": ..., "labels": ...}`` or ``{"scribble": ...}``) is the visual prompt; each later frame
   re-prompts the model with the object's *previous predicted mask* (its motion-predicted box when the
   mask is tiny, or while the object is lost) and picks among the top-K candidates by confidence plus
-  λ·similarity to the object's embedding memory and last box. Masks of different objects are made
-  disjoint (a pixel goes to the more confident object), as VOS annotations are.
+  λ·similarity to the object's embedding memory and last box, no two objects taking one candidate
+  (``select_exclusive``). Masks of different objects are made disjoint (a pixel goes to the more
+  confident object), as VOS annotations are.
 
 Deviation from GLEE's VOS training design, which re-uses the first frame's prompt *template features* on
 every frame: those feature maps would make the session state hundreds of KB instead of a few KB, so the
@@ -34,7 +35,7 @@ from pycocotools import mask as mask_utils
 
 from glee.data.masks import mask_box
 from glee.model.track_state import TaskConfig, Track, TrackState, VideoTask
-from glee.model.tracker import associate, follow, miss, new_track, observe, predicted_box, select_candidate
+from glee.model.tracker import associate, follow, miss, new_track, observe, predicted_box, select_exclusive
 from glee.model.types import ImagePredictor, ImageResult
 
 _PROMPT_KEYS = ("mask", "box", "points", "scribble")
@@ -168,8 +169,7 @@ class VideoPredictor:
                     track.box = np.asarray(mask_box(mask), np.float32)
             picks.append((res, 0, track))
             masks.append(mask)
-        for track, res in zip(kept, results[len(new) :], strict=True):
-            row = select_candidate(track, res, cfg)
+        for track, res, row in select_exclusive(kept, results[len(new) :], masks, cfg):
             if row is None:
                 track.mask_rle = b""
                 miss(state, track)
