@@ -196,10 +196,12 @@ def candidate_totals(track: Track, det: ImageResult, cfg: TaskConfig) -> np.ndar
 def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | None:
     """Row of ``det`` (one object's candidates) that continues ``track``: the best of
     ``candidate_totals``, or None when every row fails the gates."""
-    totals = candidate_totals(track, det, cfg)
-    if not np.isfinite(totals).any():
-        return None
-    return int(np.argmax(totals))
+    return _best_row(candidate_totals(track, det, cfg))
+
+
+def _best_row(totals: np.ndarray) -> int | None:
+    """Index of the largest total, or None when every row was gated out (all -inf) or there are none."""
+    return int(np.argmax(totals)) if np.isfinite(totals).any() else None
 
 
 def select_exclusive(
@@ -220,7 +222,7 @@ def select_exclusive(
         res, total = results[i], totals[i].copy()
         if taken is not None and len(res):
             total[mask_cover(res.masks, taken[None])[:, 0] > cfg.mask_nms_overlap] = -np.inf
-        row = int(np.argmax(total)) if np.isfinite(total).any() else None
+        row = _best_row(total)
         if row is not None:
             taken = res.masks[row] if taken is None else taken | res.masks[row]
         rows[i] = row
