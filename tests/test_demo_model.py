@@ -47,7 +47,7 @@ VIDEO_THRESHOLDS = {
     ("track", "IDF1"): 0.93,  # 0.990 (v20; v19: 0.987, v17: 0.985; video tasks keep bilinear masks)
     ("track", "MOTA"): 0.92,  # 0.980 (v20; v19: 0.975, v17: 0.970, v8: 0.970)
     ("rvos", "J&F"): 0.86,  # 0.921 (v20, lost_gate or not; v19: 0.927; first pick grounding top-1, was 0.758)
-    ("vos", "J&F"): 0.89,  # 0.952 (v20, select_exclusive or not; v19: 0.942; v8: 0.913)
+    ("vos", "J&F"): 0.89,  # 0.952 (v20, with or without select_exclusive and the search; v19: 0.942)
 }
 
 # A predicted mask is "the right object" when it overlaps the drawn one at least this much.

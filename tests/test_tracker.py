@@ -14,7 +14,9 @@ from glee.model.tracker import (
     follow,
     miss,
     new_track,
+    observe,
     predicted_box,
+    searched,
     select_candidate,
     select_exclusive,
 )
@@ -346,6 +348,29 @@ def test_lost_track_is_reacquired_on_appearance(task: str) -> None:
         assert select_candidate(track, back, cfg) == 0
 
 
+def test_vos_object_lost_beyond_max_age_is_kept_and_taken_back_on_appearance_alone() -> None:
+    """A VOS object missed for more than ``max_age`` frames stays in the state; anywhere in the frame and
+    whatever its score, a candidate at ``reacquire_gate`` cosine (0.7) takes it back, an unlike one (0.6)
+    does not. Until then, the far look-alike is refused (no box overlap with the prediction, low score)."""
+    rng = np.random.default_rng(15)
+    emb = _unit(rng, 1)
+    other = _unit(rng, 1)[0]
+    other -= (other @ emb[0]) * emb[0]
+    other /= np.linalg.norm(other)
+    like, unlike = (c * emb[0] + np.sqrt(1 - c**2) * other for c in (0.75, 0.6))
+    cfg = TaskConfig(task="vos")
+    assert (cfg.max_age, cfg.reacquire_gate) == (2, 0.7)
+    state = TrackState(cfg)
+    track = new_track(state, _dets([_box(50, 50)], emb), 0, 1)
+    far = _dets([_box(300, 200), _box(200, 300)], np.stack([unlike, like]), scores=[0.9, 0.05])
+    for age in range(1, 6):
+        miss(state, track)
+        assert state.tracks == [track] and track.age == age
+        assert select_candidate(track, far, cfg) == (1 if age > cfg.max_age else None)
+    observe(track, far, 1, cfg)
+    assert track.age == 0 and not searched(track, cfg)
+
+
 def test_vos_objects_never_share_a_candidate() -> None:
     """Two followed objects whose prompts both rank the same object first: the one that wants it more
     takes it and the other its next candidate; pixels of a newly prompted object are taken by it."""
@@ -445,6 +470,8 @@ def test_decode_errors_are_clear() -> None:
         ({"task": "vis"}, "unknown video task"),
         ({"task": "vos", "score_threshold": 1.5}, "score_threshold"),
         ({"task": "vos", "memory_size": 0}, "memory_size"),
+        ({"task": "vos", "reacquire_gate": 1.2}, "reacquire_gate"),
+        ({"task": "vos", "max_age": -1}, "max_age"),
         ({"task": "vos", "score_threshold": 0.2, "match_threshold": 0.4}, "must not exceed"),
     ],
 )
@@ -462,6 +489,13 @@ def test_score_threshold_defaults_per_task() -> None:
     assert TaskConfig(task="rvos", expression="the star").score_threshold == 0.0
     assert TaskConfig(task="track", categories=("star",)).score_threshold == 0.3
     assert TaskConfig(task="vos").score_threshold == 0.3
+
+
+def test_max_age_defaults_per_task() -> None:
+    """Tracks die after 8 missed frames; a VOS object is searched for over the whole frame after 2."""
+    assert TaskConfig(task="rvos", expression="the star").max_age == 8
+    assert TaskConfig(task="track", categories=("star",)).max_age == 8
+    assert TaskConfig(task="vos").max_age == 2
 
 
 def test_rvos_starts_from_the_grounding_top1_not_the_best_final_score() -> None:

@@ -279,6 +279,44 @@ def test_vos_follows_two_prompted_objects_through_occlusion() -> None:
     np.testing.assert_array_equal(results[0].boxes[first], mask_box(clip.masks[0][0]))
 
 
+def reappearing_clip() -> Clip:
+    """A red circle is seen for 4 frames, gone for 10 (longer than any ``max_age``) and comes back far from
+    where its motion would put it; a blue square stays in view throughout."""
+    square = Mover("square", "blue", (240, 70), (0, 0), 26)
+    parts = [
+        make_clip([Mover("circle", "red", (70, 120), (4, 0), 26), square], frames=4),
+        make_clip([Mover("circle", "red", (-500, -500), (0, 0), 26), square], frames=10),
+        make_clip([Mover("circle", "red", (230, 190), (-3, 0), 26), square], frames=5),
+    ]
+    return Clip(
+        [f for c in parts for f in c.frames],
+        [[m for c in parts for m in c.masks[i]] for i in range(2)],
+        parts[0].movers,
+    )
+
+
+def test_vos_takes_back_an_object_that_returns_after_a_long_absence() -> None:
+    """An object lost for more than ``max_age`` frames is kept and searched for over the whole frame; it is
+    taken back by appearance alone (its box prediction is long stale), while the other object in view,
+    unlike it, is never taken in its place."""
+    clip = reappearing_clip()
+    hidden = [t for t, m in enumerate(clip.masks[0]) if m is None]
+    assert hidden == list(range(4, 14))
+    oracle = Oracle(clip)
+    predictor = VideoPredictor(oracle)
+    state = predictor.start(task="vos")
+    prompts = {1: {"mask": clip.masks[0][0]}, 2: {"mask": clip.masks[1][0]}}
+    for t, frame in enumerate(clip.frames):
+        state, result = predictor.step(state, frame, prompts if t == 0 else None)
+        assert [t.track_id for t in state.tracks] == [1, 2]
+        expected = [i + 1 for i in range(2) if clip.masks[i][t] is not None]
+        assert sorted(result.track_ids) == expected, t
+        for row, track_id in enumerate(result.track_ids):
+            assert mask_iou(result.masks[row], clip.masks[track_id - 1][t]) > 0.99, t
+    # Far from its last box: a search near the motion prediction alone would not find the circle again.
+    assert box_iou(state.tracks[0].box, mask_box(clip.masks[0][3]))[0, 0] == 0
+
+
 def test_vos_masks_of_different_objects_are_disjoint() -> None:
     clip = vos_clip()
     # Both objects prompted on the same one: the less confident output loses the shared pixels.

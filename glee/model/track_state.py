@@ -57,6 +57,10 @@ class TaskConfig:
         survives frames where the model is less sure); defaults to half of ``score_threshold``.
     memory_size: k, the number of last embeddings whose mean is a track's memory (3 as in GLEE).
     max_age: frames a track survives unmatched before it dies (8 keeps IDs through 4-frame occlusions).
+        A VOS object never dies (the user named it, and it may come back): after ``max_age`` unmatched
+        frames (default 2 for VOS) it is searched for over the whole frame instead of near its
+        motion-predicted box, which has drifted by then, and taken back by appearance alone
+        (``reacquire_gate``).
     embed_weight: weight of embedding cosine versus box IoU (to the motion-predicted box) in similarity.
     match_gate / embed_gate: a pair is never matched below this similarity / cosine. ``match_gate``
         defaults to 0.3 for track, so that appearance alone (cosine 0.75 at ``embed_weight`` 0.4) can
@@ -68,6 +72,9 @@ class TaskConfig:
         the size of the object's last visible remnant (the box shrinks from all sides as the object slides
         under another) and has been extrapolated since, so when the object comes out whole the overlap is
         small and appearance has to carry the match (at 0.3, a cosine of 0.75 does on its own).
+    reacquire_gate: VOS: the embedding cosine to its memory that a candidate needs to take back an object
+        searched for over the whole frame (0.6 and 0.8 both scored lower than 0.7 on the independent
+        generator's videos; TRAINING.md, "VOS objects are never dropped").
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
     mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
@@ -87,11 +94,12 @@ class TaskConfig:
     score_threshold: float | None = None
     match_threshold: float | None = None
     memory_size: int = 3
-    max_age: int = 8
+    max_age: int | None = None
     embed_weight: float = 0.4
     match_gate: float | None = None
     embed_gate: float = 0.2
     lost_gate: float | None = None
+    reacquire_gate: float = 0.7
     temporal_weight: float = 1.0
     nms_iou: float = 0.5
     mask_nms_overlap: float = 0.7
@@ -116,7 +124,16 @@ class TaskConfig:
             object.__setattr__(self, "match_gate", 0.3 if self.task == "track" else 0.4)
         if self.lost_gate is None:
             object.__setattr__(self, "lost_gate", min(self.match_gate, 0.3))
-        for name in ("score_threshold", "match_threshold", "embed_weight", "nms_iou", "mask_nms_overlap"):
+        if self.max_age is None:
+            object.__setattr__(self, "max_age", 2 if self.task == "vos" else 8)
+        for name in (
+            "score_threshold",
+            "match_threshold",
+            "embed_weight",
+            "reacquire_gate",
+            "nms_iou",
+            "mask_nms_overlap",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")

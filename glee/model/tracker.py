@@ -5,8 +5,8 @@ deaths. Streaming sessions need an online tracker whose state is small, so this 
 signal — cosine similarity of the decoder's track embedding to a memory that is the mean of a track's last
 k embeddings (k = 3 in GLEE) — and adds what MinVIS leaves out: a box IoU term against a constant-velocity
 prediction (it separates look-alike objects, which the demo domain is full of), gates, births above a
-score threshold, deaths after ``max_age`` unmatched frames, and mask NMS of the detections first (two
-queries on the same visible pixels would otherwise feed two tracks).
+score threshold, deaths after ``max_age`` unmatched frames (VOS: a whole-frame search instead), and mask
+NMS of the detections first (two queries on the same visible pixels would otherwise feed two tracks).
 
 The rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``:
 
@@ -16,7 +16,8 @@ The rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``
   with the previous selection generalised to the memory of the last k selections (``memory_size=1`` gives
   exactly "similarity to the previous frame's selected query").
 * ``select_candidate`` (inside ``follow``): the same rule for one object and its own candidates.
-* ``select_exclusive`` (VOS): ``select_candidate`` for several objects at once, never two on one object.
+* ``select_exclusive`` (VOS): ``select_candidate`` for several objects at once, never two on one object;
+  an object lost for more than ``max_age`` frames is ``searched`` for by appearance alone.
 
 Functions that take a ``TrackState`` or ``Track`` update it in place; ``VideoPredictor.step`` hands them a
 copy, so a caller's state is never changed.
@@ -127,10 +128,16 @@ def observe(track: Track, det: ImageResult, index: int, cfg: TaskConfig) -> None
     track.hits += 1
 
 
+def searched(track: Track, cfg: TaskConfig) -> bool:
+    """Whether a VOS object is searched for over the whole frame: missed for more than ``max_age`` frames."""
+    return cfg.task == "vos" and track.age > cfg.max_age
+
+
 def miss(state: TrackState, track: Track) -> None:
-    """The track was not observed this frame: age it and drop it once it is older than ``max_age``."""
+    """The track was not observed this frame: age it and drop it once it is older than ``max_age``
+    (a VOS object is kept: it is ``searched`` for instead)."""
     track.age += 1
-    if track.age > state.config.max_age:
+    if track.age > state.config.max_age and state.config.task != "vos":
         state.tracks = [t for t in state.tracks if t is not track]
 
 
@@ -185,12 +192,19 @@ def associate(state: TrackState, det: ImageResult) -> np.ndarray:
 
 def candidate_totals(track: Track, det: ImageResult, cfg: TaskConfig) -> np.ndarray:
     """float64 [N]: ``score + temporal_weight * similarity`` of each row of ``det`` (one object's
-    candidates) as a continuation of ``track``; -inf for rows failing the score or similarity gates."""
+    candidates) as a continuation of ``track``; -inf for rows failing the score or similarity gates.
+    A ``searched`` object's box says nothing about where it is now, and its candidates' scores rate their
+    fit to a whole-frame prompt, not to the object: its similarity is the embedding cosine alone and its
+    only gate ``reacquire_gate``."""
     if len(det) == 0:
         return np.zeros(0)
     sim, cos = similarity([track], det.boxes, det.track_embeds, cfg)
-    ok = (det.scores >= cfg.match_threshold) & (sim[0] >= gates([track], cfg)[0]) & (cos[0] >= cfg.embed_gate)
-    return np.where(ok, det.scores + cfg.temporal_weight * sim[0], -np.inf)
+    if searched(track, cfg):
+        sim, ok = cos[0], cos[0] >= cfg.reacquire_gate
+    else:
+        sim, ok = sim[0], (sim[0] >= gates([track], cfg)[0]) & (cos[0] >= cfg.embed_gate)
+        ok &= det.scores >= cfg.match_threshold
+    return np.where(ok, det.scores + cfg.temporal_weight * sim, -np.inf)
 
 
 def select_candidate(track: Track, det: ImageResult, cfg: TaskConfig) -> int | None:

@@ -12,7 +12,8 @@ Tasks:
 * ``vos``: the first frame's prompt per object (``{"mask": bool HxW}``, ``{"box": ...}``,
   ``{"points": ..., "labels": ...}`` or ``{"scribble": ...}``) is the visual prompt; each later frame
   re-prompts the model with the object's *previous predicted mask* (its motion-predicted box when the
-  mask is tiny, or while the object is lost) and picks among the top-K candidates by confidence plus
+  mask is tiny, or while the object is lost; the whole frame once it has been lost for ``max_age``
+  frames) and picks among the top-K candidates by confidence plus
   λ·similarity to the object's embedding memory and last box, no two objects taking one candidate
   (``select_exclusive``). Masks of different objects are made disjoint (a pixel goes to the more
   confident object), as VOS annotations are.
@@ -35,7 +36,16 @@ from pycocotools import mask as mask_utils
 
 from glee.data.masks import mask_box
 from glee.model.track_state import TaskConfig, Track, TrackState, VideoTask
-from glee.model.tracker import associate, follow, miss, new_track, observe, predicted_box, select_exclusive
+from glee.model.tracker import (
+    associate,
+    follow,
+    miss,
+    new_track,
+    observe,
+    predicted_box,
+    searched,
+    select_exclusive,
+)
 from glee.model.types import ImagePredictor, ImageResult
 
 _PROMPT_KEYS = ("mask", "box", "points", "scribble")
@@ -154,7 +164,7 @@ class VideoPredictor:
         if not new and state.next_id == 1:
             raise ValueError("task 'vos' needs the prompt of at least one object on the first frame")
         kept = [t for t in state.tracks if t.track_id not in new]
-        queries = list(new.values()) + [_reprompt(t, size) for t in kept]
+        queries = list(new.values()) + [_reprompt(t, size, cfg) for t in kept]
         results = self.predictor.segment(frame, queries, top_k=cfg.top_k) if queries else []
         picks: list[tuple[ImageResult, int, Track]] = []
         masks: list[np.ndarray] = []
@@ -240,14 +250,17 @@ def _object_prompts(prompts: Any, next_id: int, size: tuple[int, int]) -> dict[i
     return by_id
 
 
-def _reprompt(track: Track, size: tuple[int, int]) -> dict:
-    """The visual prompt that finds a followed object on the next frame: its last mask, else its box."""
+def _reprompt(track: Track, size: tuple[int, int], cfg: TaskConfig) -> dict:
+    """The visual prompt that finds a followed object on the next frame: its last mask, else its box, or
+    the whole frame while the object is ``searched`` for (its top-K candidates are then the frame's most
+    salient objects, among which appearance picks)."""
     if track.mask_rle:
         rle = {"size": list(size), "counts": track.mask_rle}
         return {"mask": mask_utils.decode(rle).astype(bool)}
     h, w = size
     limits = np.array([w, h, w, h], np.float32)
-    for box in (predicted_box(track), track.box):
+    boxes = [] if searched(track, cfg) else [predicted_box(track), track.box]
+    for box in boxes:
         clipped = np.clip(box, 0, limits)
         if clipped[2] - clipped[0] >= 1 and clipped[3] - clipped[1] >= 1:
             return {"box": clipped.tolist()}
