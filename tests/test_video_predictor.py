@@ -308,7 +308,7 @@ def test_vos_takes_back_an_object_that_returns_after_a_long_absence() -> None:
     prompts = {1: {"mask": clip.masks[0][0]}, 2: {"mask": clip.masks[1][0]}}
     for t, frame in enumerate(clip.frames):
         state, result = predictor.step(state, frame, prompts if t == 0 else None)
-        assert [t.track_id for t in state.tracks] == [1, 2]
+        assert [track.track_id for track in state.tracks] == [1, 2]
         expected = [i + 1 for i in range(2) if clip.masks[i][t] is not None]
         assert sorted(result.track_ids) == expected, t
         for row, track_id in enumerate(result.track_ids):

@@ -13,10 +13,9 @@ Tasks:
   ``{"points": ..., "labels": ...}`` or ``{"scribble": ...}``) is the visual prompt; each later frame
   re-prompts the model with the object's *previous predicted mask* (its motion-predicted box when the
   mask is tiny, or while the object is lost; the whole frame once it has been lost for ``max_age``
-  frames) and picks among the top-K candidates by confidence plus
-  λ·similarity to the object's embedding memory and last box, no two objects taking one candidate
-  (``select_exclusive``). Masks of different objects are made disjoint (a pixel goes to the more
-  confident object), as VOS annotations are.
+  frames) and picks among the top-K candidates by confidence plus λ·similarity to the object's
+  embedding memory and last box, no two objects taking one candidate (``select_exclusive``). Masks of
+  different objects are made disjoint (a pixel goes to the more confident object), as VOS annotations are.
 
 Deviation from GLEE's VOS training design, which re-uses the first frame's prompt *template features* on
 every frame: those feature maps would make the session state hundreds of KB instead of a few KB, so the
