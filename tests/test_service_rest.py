@@ -124,6 +124,11 @@ def test_json_bodies_with_a_repeated_field_or_a_non_finite_number_are_422(engine
     )
     assert outcome(response) == (422, "validation_error")
     assert response.json()["error"]["message"] == "body: field 'categories' appears more than once"
+    # Nested deeper than Python's recursion limit: the schema's JSON parser refuses it by name.
+    deep = '{"image": "aGk=", "categories": ' + "[" * 3000 + "]" * 3000 + "}"
+    response = call(engine, "POST", "/v1/detect", content=deep, headers={"content-type": "application/json"})
+    assert outcome(response) == (422, "validation_error")
+    assert "recursion limit exceeded" in response.json()["error"]["message"]
     for number in ("NaN", "Infinity", "-Infinity"):
         body = f'{{"image": "aGk=", "categories": ["star"], "score_threshold": {number}}}'
         response = call(
@@ -153,6 +158,16 @@ def test_a_body_refused_before_routing_is_counted_under_its_endpoint(engine: Eng
 def test_probes_answer_head_requests(engine: Engine) -> None:
     assert call(engine, "HEAD", "/healthz").status_code == 200
     assert call(engine, "HEAD", "/readyz").status_code == 503  # the engine is not started
+
+
+def test_a_multipart_body_where_only_json_is_taken_is_refused_by_name(engine: Engine) -> None:
+    """Opening a session takes no image, so it takes no upload; the answer says so rather than that
+    the multipart bytes are invalid JSON."""
+    form = parts(IMAGE, ("request", (None, json.dumps({"task": "vos"}))))
+    response = call(engine, "POST", "/v1/sessions", **form)
+    assert outcome(response) == (422, "validation_error")
+    assert response.json()["error"]["details"][0]["loc"] == ["body"]
+    assert "takes a JSON body" in response.json()["error"]["message"]
 
 
 def test_frames_of_unknown_sessions_are_404_whatever_the_body(engine: Engine) -> None:

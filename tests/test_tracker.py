@@ -371,6 +371,24 @@ def test_vos_object_lost_beyond_max_age_is_kept_and_taken_back_on_appearance_alo
     assert track.age == 0 and not searched(track, cfg)
 
 
+def test_rvos_referent_is_never_replaced_and_comes_back_under_its_id() -> None:
+    """The RVOS referent, out of view for longer than ``max_age``, is kept: no other object starts a track
+    in its place (however well it scores), and the referent is taken back by appearance where it
+    reappears, far from its motion prediction, under id 1."""
+    rng = np.random.default_rng(16)
+    emb, stranger = _unit(rng, 2)
+    state = TrackState(TaskConfig(task="rvos", expression="the star"))
+    assert state.config.max_age == 8 and state.config.score_threshold == 0.0
+    assert follow(state, _dets([_box(50, 50)], emb[None])) == 0
+    only_stranger = _dets([_box(200, 200)], stranger[None], scores=[0.9])
+    for age in range(1, 13):
+        assert follow(state, only_stranger) is None
+        assert [t.track_id for t in state.tracks] == [1] and state.tracks[0].age == age
+    back = _dets([_box(200, 200), _box(300, 100)], np.stack([stranger, emb]), scores=[0.9, 0.05])
+    assert follow(state, back) == 1
+    assert [t.track_id for t in state.tracks] == [1] and state.tracks[0].age == 0
+
+
 def test_vos_objects_never_share_a_candidate() -> None:
     """Two followed objects whose prompts both rank the same object first: the one that wants it more
     takes it and the other its next candidate; pixels of a newly prompted object are taken by it."""

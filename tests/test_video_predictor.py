@@ -317,6 +317,20 @@ def test_vos_takes_back_an_object_that_returns_after_a_long_absence() -> None:
     assert box_iou(state.tracks[0].box, mask_box(clip.masks[0][3]))[0, 0] == 0
 
 
+def test_rvos_referent_out_of_view_is_not_replaced_and_comes_back_under_its_id() -> None:
+    """While the referred circle is away (longer than ``max_age``) no frame has an output, although the
+    backend's grounding still ranks the square first; when it comes back, far from its last box, it is
+    the answer again, under the same id."""
+    clip = reappearing_clip()
+    results = VideoPredictor(Oracle(clip)).run(clip.frames, task="rvos", expression="the red circle")
+    for t, r in enumerate(results):
+        if clip.masks[0][t] is None:
+            assert len(r) == 0, t
+            continue
+        assert r.track_ids == [1], t
+        assert mask_iou(r.masks[0], clip.masks[0][t]) > 0.99, t
+
+
 def test_vos_masks_of_different_objects_are_disjoint() -> None:
     clip = vos_clip()
     # Both objects prompted on the same one: the less confident output loses the shared pixels.

@@ -57,10 +57,10 @@ class TaskConfig:
         survives frames where the model is less sure); defaults to half of ``score_threshold``.
     memory_size: k, the number of last embeddings whose mean is a track's memory (3 as in GLEE).
     max_age: frames a track survives unmatched before it dies (8 keeps IDs through 4-frame occlusions).
-        A VOS object never dies (the user named it, and it may come back): after ``max_age`` unmatched
-        frames (default 2 for VOS) it is searched for over the whole frame instead of near its
-        motion-predicted box, which has drifted by then, and taken back by appearance alone
-        (``reacquire_gate``).
+        A VOS object and the RVOS referent never die (the user named them, and they may come back): after
+        ``max_age`` unmatched frames (default 2 for VOS, 8 for RVOS) they are searched for over the whole
+        frame instead of near their motion-predicted box, which has drifted by then, and taken back by
+        appearance alone (``reacquire_gate``), under the same id.
     embed_weight: weight of embedding cosine versus box IoU (to the motion-predicted box) in similarity.
     match_gate / embed_gate: a pair is never matched below this similarity / cosine. ``match_gate``
         defaults to 0.3 for track, so that appearance alone (cosine 0.75 at ``embed_weight`` 0.4) can
@@ -72,9 +72,9 @@ class TaskConfig:
         the size of the object's last visible remnant (the box shrinks from all sides as the object slides
         under another) and has been extrapolated since, so when the object comes out whole the overlap is
         small and appearance has to carry the match (at 0.3, a cosine of 0.75 does on its own).
-    reacquire_gate: VOS: the embedding cosine to its memory that a candidate needs to take back an object
-        searched for over the whole frame (0.6 and 0.8 both scored lower than 0.7 on the independent
-        generator's videos; TRAINING.md, "VOS objects are never dropped").
+    reacquire_gate: VOS and RVOS: the embedding cosine to its memory that a candidate needs to take back
+        an object searched for over the whole frame (0.6 and 0.8 both scored lower than 0.7 for VOS on the
+        independent generator's videos; TRAINING.md, "VOS objects are never dropped").
     temporal_weight: RVOS/VOS choose a candidate by ``score + temporal_weight * similarity`` (λ).
     nms_iou: a would-be birth overlapping an already assigned detection this much is a duplicate query.
     mask_nms_overlap: of two detections sharing more than this fraction of the smaller mask's pixels, the
@@ -144,6 +144,12 @@ class TaskConfig:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not 1 <= self.score_window <= 0xFFFF or self.memory_size > 0xFFFF:
             raise ValueError("score_window and memory_size must fit in 16 bits")
+
+    @property
+    def keeps_lost(self) -> bool:
+        """Whether a lost object is kept and searched for rather than dropped: VOS objects and the RVOS
+        referent are the objects the user asked about, and a new one cannot take their place."""
+        return self.task in ("vos", "rvos")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

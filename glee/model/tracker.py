@@ -16,8 +16,10 @@ The rules share one similarity ``embed_weight * cos + (1 - embed_weight) * IoU``
   with the previous selection generalised to the memory of the last k selections (``memory_size=1`` gives
   exactly "similarity to the previous frame's selected query").
 * ``select_candidate`` (inside ``follow``): the same rule for one object and its own candidates.
-* ``select_exclusive`` (VOS): ``select_candidate`` for several objects at once, never two on one object;
-  an object lost for more than ``max_age`` frames is ``searched`` for by appearance alone.
+* ``select_exclusive`` (VOS): ``select_candidate`` for several objects at once, never two on one object.
+
+A VOS object or the RVOS referent lost for more than ``max_age`` frames is ``searched`` for by appearance
+alone; tracking's tracks die instead, and a later find starts a new one.
 
 Functions that take a ``TrackState`` or ``Track`` update it in place; ``VideoPredictor.step`` hands them a
 copy, so a caller's state is never changed.
@@ -129,15 +131,16 @@ def observe(track: Track, det: ImageResult, index: int, cfg: TaskConfig) -> None
 
 
 def searched(track: Track, cfg: TaskConfig) -> bool:
-    """Whether a VOS object is searched for over the whole frame: missed for more than ``max_age`` frames."""
-    return cfg.task == "vos" and track.age > cfg.max_age
+    """Whether a VOS object or the RVOS referent is searched for over the whole frame: missed for more
+    than ``max_age`` frames."""
+    return cfg.keeps_lost and track.age > cfg.max_age
 
 
 def miss(state: TrackState, track: Track) -> None:
     """The track was not observed this frame: age it and drop it once it is older than ``max_age``
-    (a VOS object is kept: it is ``searched`` for instead)."""
+    (a VOS object or the RVOS referent is kept: it is ``searched`` for instead)."""
     track.age += 1
-    if track.age > state.config.max_age and state.config.task != "vos":
+    if track.age > state.config.max_age and not state.config.keeps_lost:
         state.tracks = [t for t in state.tracks if t is not track]
 
 
@@ -194,8 +197,8 @@ def candidate_totals(track: Track, det: ImageResult, cfg: TaskConfig) -> np.ndar
     """float64 [N]: ``score + temporal_weight * similarity`` of each row of ``det`` (one object's
     candidates) as a continuation of ``track``; -inf for rows failing the score or similarity gates.
     A ``searched`` object's box says nothing about where it is now, and its candidates' scores rate their
-    fit to a whole-frame prompt, not to the object: its similarity is the embedding cosine alone and its
-    only gate ``reacquire_gate``."""
+    fit to a whole-frame prompt (VOS) or to the expression (RVOS), not to the object: its similarity is
+    the embedding cosine alone and its only gate ``reacquire_gate``."""
     if len(det) == 0:
         return np.zeros(0)
     sim, cos = similarity([track], det.boxes, det.track_embeds, cfg)
@@ -246,9 +249,12 @@ def select_exclusive(
 def follow(state: TrackState, det: ImageResult) -> int | None:
     """One frame of RVOS over ``det``, the expression's top-K candidates. Returns the output row or None.
 
-    Before the referred object is found (or after its track died) the grounding's top-1, row 0 (rows
-    come in the model's grounding order), starts the track if its score reaches ``score_threshold``;
-    afterwards ``select_candidate`` keeps it temporally consistent.
+    Before the referred object is found the grounding's top-1, row 0 (rows come in the model's grounding
+    order), starts the track if its score reaches ``score_threshold``; afterwards ``select_candidate``
+    keeps it temporally consistent. The referent is the object the expression named, so once found it is
+    never replaced: lost for more than ``max_age`` frames it is ``searched`` for among the candidates by
+    appearance, and until then the frames have no output. (Restarting from each frame's top-1 instead
+    labelled background or another object with the expression while the referent was out of view.)
     """
     cfg = state.config
     state.frame_index += 1

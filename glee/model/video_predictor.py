@@ -8,7 +8,8 @@ Tasks:
 
 * ``track``: ``detect(frame, categories)`` every frame; detections are associated with live tracks.
 * ``rvos``: ``ground(frame, [expression], top_k=K)`` every frame; the referred object is kept by the
-  temporal-consistency rule (score + λ·similarity to the previous selections).
+  temporal-consistency rule (score + λ·similarity to the previous selections) and, once lost for
+  ``max_age`` frames, taken back by appearance, never replaced by another object.
 * ``vos``: the first frame's prompt per object (``{"mask": bool HxW}``, ``{"box": ...}``,
   ``{"points": ..., "labels": ...}`` or ``{"scribble": ...}``) is the visual prompt; each later frame
   re-prompts the model with the object's *previous predicted mask* (its motion-predicted box when the

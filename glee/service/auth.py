@@ -11,7 +11,8 @@ _BEARER = "bearer "
 
 
 def check_api_key(keys: list[str], api_key: str | None, authorization: str | None) -> None:
-    """Raise ``UnauthenticatedError`` unless one of the supplied credentials is a configured key."""
+    """Raise ``UnauthenticatedError`` unless the supplied credential is a configured key: the
+    ``X-API-Key`` value when there is one, else the ``Authorization: Bearer`` token."""
     if not keys:
         return
     supplied = api_key

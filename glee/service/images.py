@@ -100,7 +100,11 @@ class RemoteImageFetcher:
     async def fetch(self, url: str) -> bytes:
         if self._client is None:
             raise InvalidInputError("remote image URLs are disabled on this server", code="url_not_allowed")
-        host = (urlsplit(url).hostname or "").lower()
+        try:
+            parts = urlsplit(url)
+            host, _ = (parts.hostname or "").lower(), parts.port  # .port raises on a malformed port
+        except ValueError as exc:
+            raise InvalidInputError(f"malformed image URL: {exc}", code="url_fetch_failed") from exc
         if host not in self.hosts:
             message = f"host {host!r} is not in the remote image allow-list"
             raise InvalidInputError(message, code="url_not_allowed")
@@ -116,7 +120,7 @@ class RemoteImageFetcher:
                     if size > self.max_bytes:
                         raise PayloadTooLargeError(f"remote image is larger than {self.max_bytes} bytes")
                     chunks.append(chunk)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise InvalidInputError(_fetch_failure(exc, self.timeout_s), code="url_fetch_failed") from exc
         return b"".join(chunks)
 
@@ -125,7 +129,7 @@ class RemoteImageFetcher:
             await self._client.aclose()
 
 
-def _fetch_failure(exc: httpx.HTTPError, timeout_s: float) -> str:
+def _fetch_failure(exc: httpx.HTTPError | httpx.InvalidURL, timeout_s: float) -> str:
     """A message that says what went wrong even when httpx gives none (its timeouts have no text)."""
     if isinstance(exc, httpx.TimeoutException):
         return f"fetching the image timed out after {timeout_s:g} s ({type(exc).__name__})"

@@ -147,6 +147,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
 def _part_error(part: str, message: str, kind: str) -> SchemaValidationError:
     """A 422 about a multipart part, with ``details`` like every other 422."""
     return SchemaValidationError(
@@ -268,6 +272,9 @@ def create_app(engine: Engine) -> FastAPI:
         check_api_key(settings.api_keys, api_key, authorization)
 
     async def read_json(request: Request, model: type[M]) -> M:
+        if _is_multipart(request):  # only endpoints without an image get here with one
+            message = "this endpoint takes a JSON body (content-type: application/json), not an upload"
+            raise _part_error("body", message, "json_type")
         body = await request.body()
         if not body:
             raise InvalidInputError("the request body is empty", code="empty_body")
@@ -306,7 +313,7 @@ def create_app(engine: Engine) -> FastAPI:
         request: Request, form_model: type[M], json_model: type[M]
     ) -> tuple[M, ImageInput]:
         """``(options, image)`` from a multipart upload or a JSON body (whose ``image`` is required)."""
-        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        if _is_multipart(request):
             return await read_form(request, form_model)
         params = await read_json(request, json_model)
         return params, params.image  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ engine and are 400.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -19,11 +20,13 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Strict,
     StrictInt,
     StringConstraints,
     Tag,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -107,11 +110,28 @@ class ScribblePrompt(_Request):
     scribble: list[XY] = Field(min_length=2, max_length=512)
 
 
+def _rle_counts(value: object) -> str | list[int]:
+    """One check, with one message, for both spellings of RLE counts: a union type would report each
+    branch's failure under pydantic's name for the branch (``counts.list[constrained-int].0``), which is
+    not a field the client sent."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(type(v) is int and v >= 0 for v in value):
+        return value
+    raise ValueError("counts must be a compressed RLE string or a list of non-negative integer run lengths")
+
+
+_RLE_COUNTS_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer", "minimum": 0}}],
+    "title": "Counts",
+}
+
+
 class RlePrompt(RleMask):
     """A mask prompt's RLE: compressed ``counts`` as returned, or uncompressed run lengths (a list, as in
     COCO's iscrowd annotations and ``pycocotools.mask.frPyObjects``' input)."""
 
-    counts: str | list[Annotated[StrictInt, Field(ge=0)]]
+    counts: Annotated[str | list[int], PlainValidator(_rle_counts), WithJsonSchema(_RLE_COUNTS_SCHEMA)]
 
 
 class MaskPrompt(_Request):
@@ -334,7 +354,7 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
         return model.model_validate_json(data)
     except ValidationError as exc:
         details = [
-            {"loc": _client_loc(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            {"loc": _client_loc(err["loc"]), "msg": error_message(err), "type": err["type"]}
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
         raise SchemaValidationError(
@@ -344,8 +364,9 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
 
 def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
     """JSON parsers keep the last of repeated keys, so ``{"categories": [...], "categories": [...]}``
-    would silently drop the first list; a repeated field is a 422 like an unknown one. (Invalid JSON is
-    left to the schema's parser, which says where it breaks.)"""
+    would silently drop the first list; a repeated field is a 422 like an unknown one. (Invalid JSON, and
+    JSON nested deeper than Python's recursion limit, are left to the schema's parser, which says where
+    it breaks.)"""
     repeated: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -358,12 +379,18 @@ def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
 
     try:
         json.loads(text, object_pairs_hook=pairs_hook)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if repeated:
         messages = [f"field {key!r} appears more than once" for key in repeated]
         details = [{"loc": [], "msg": msg, "type": "repeated_key"} for msg in messages]
         raise SchemaValidationError("; ".join(_located([], d["msg"], root) for d in details), details=details)
+
+
+def error_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error's message without the "Value error, " that pydantic puts before the message of
+    a validator's ValueError: those messages are ours and already say what is wrong."""
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _client_loc(loc: tuple[int | str, ...]) -> list[int | str]:
