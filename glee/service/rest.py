@@ -53,6 +53,7 @@ from glee.service.schemas import (
     SegmentResponse,
     SessionConfig,
     SessionInfo,
+    error_message,
     parse,
 )
 from glee.service.settings import HEALTH_PATH, METRICS_PATH, READY_PATH
@@ -427,7 +428,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def request_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        details = [{"loc": list(e["loc"]), "msg": error_message(e), "type": e["type"]} for e in exc.errors()]
         summary = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
         return error_response(SchemaValidationError(summary, details=details))
 
