@@ -1,5 +1,5 @@
 """``python -m glee`` runs the CLI."""
 
-from glee.cli import app
+from glee.cli import main
 
-app(prog_name="glee")
+main()

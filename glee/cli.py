@@ -7,6 +7,7 @@ inside the command functions), so ``glee --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -29,3 +30,35 @@ for _name in _AREAS:
             raise
         continue
     _module.register(app)
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The one-line reason of an error the user can fix (a missing or unwritable path, a file that is not
+    what the command reads, an invalid config), else None. The error classes are imported here, once a
+    command has failed, to keep ``glee --help`` free of torch."""
+    from pydantic import ValidationError
+
+    from glee.data.readers import FileFormatError
+    from glee.model.checkpoint import CheckpointError
+
+    if isinstance(exc, OSError):
+        return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+    if isinstance(exc, ValidationError):
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        return f"invalid {exc.title}: {fields}"
+    if isinstance(exc, FileFormatError | CheckpointError):
+        return str(exc)
+    return None
+
+
+def main() -> None:
+    """The ``glee`` entry point: a user's mistake ends with one ``error:`` line and exit status 1 instead
+    of a traceback; anything else is a bug and keeps its traceback."""
+    try:
+        app(prog_name="glee")
+    except Exception as exc:
+        reason = _user_error(exc)
+        if reason is None:
+            raise
+        typer.echo(f"error: {reason}", err=True)
+        sys.exit(1)

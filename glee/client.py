@@ -122,7 +122,8 @@ class GleeClient:
         return self._call("POST", "/v1/sessions", json={"task": task, **config})
 
     def add_frame(self, session_id: str, image: ImageLike, prompts: list[dict] | None = None) -> dict:
-        """``prompts`` (task "vos"): as for ``segment``, or ``{"mask": bool HxW array or RLE dict}``."""
+        """``prompts`` (task "vos"): as for ``segment``, or ``{"mask": bool HxW array or RLE dict}``; with
+        ``"object_id"``, a prompt corrects that followed object instead of adding one."""
         fields = {"prompts": [_with_rle(p) for p in prompts]} if prompts else {}
         return self._upload(f"/v1/sessions/{session_id}/frames", image, fields)
 
@@ -258,6 +259,13 @@ def _pb() -> Any:
 
 
 def _prompt(prompt: dict) -> Any:
+    message = _prompt_kind(prompt)
+    if prompt.get("object_id") is not None:
+        message.object_id = prompt["object_id"]
+    return message
+
+
+def _prompt_kind(prompt: dict) -> Any:
     pb = _pb()
     if "points" in prompt:
         points = [pb.Point(x=x, y=y) for x, y in prompt["points"]]
@@ -281,7 +289,8 @@ def _with_rle(prompt: dict) -> dict:
     if not isinstance(mask, np.ndarray):
         return prompt
     encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"mask": {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode()}}
+    rle = {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode()}
+    return prompt | {"mask": rle}
 
 
 def _grpc_error(exc: Any) -> GleeError:

@@ -282,6 +282,11 @@ def test_float16_directory_is_cast_to_the_model_dtype(
     model = build_glee("demo")
     model.load_state_dict(demo_state)
     save_pretrained(model, tmp_path / "fp16", get_config("demo"), dtype="float16")
+    # Readable by all, like config.json (safetensors creates files 0600): a server may run as another user.
+    assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "fp16").iterdir()} == {
+        "model.safetensors": 0o644,
+        "config.json": 0o644,
+    }
     stored = load_file(tmp_path / "fp16" / "model.safetensors")
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
     loaded = load_pretrained(tmp_path / "fp16")

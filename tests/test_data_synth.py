@@ -20,7 +20,6 @@ from glee.data import prompts
 from glee.data.expressions import Candidate, phrases
 from glee.data.geometry import Shape, paste, rasterize
 from glee.data.masks import decode_segmentation, encode_rle
-from glee.data.pack import PackedDataset, pack_coco
 from glee.data.readers import CocoDataset, YtvisDataset
 from glee.data.render import sample_background
 from glee.data.scenes import SceneConfig, generate_scene
@@ -453,35 +452,6 @@ def test_ytvis_files_round_trip(tmp_path):
     assert summary.instances == sum(s is not None for a in data["annotations"] for s in a["segmentations"])
 
 
-# ---------------------------------------------------------------- packed cache
-def test_pack_round_trip(tmp_path, image_dataset):
-    out, summary = image_dataset
-    packed = pack_coco(
-        out / "annotations.json", tmp_path / "pack", size=128, shard_size=4, workers=1, progress=False
-    )
-    assert packed.num_images == 6 and packed.num_objects == summary.objects and packed.num_shards == 2
-    cache, source = PackedDataset(tmp_path / "pack"), CocoDataset(out / "annotations.json")
-    assert len(cache) == 6
-    for i in range(6):
-        p, s = cache[i], source[i]
-        h, w = p.hw
-        assert max(h, w) == 128 and p.orig_hw == (s.height, s.width) and p.image.shape == (128, 128, 3)
-        assert not p.image[h:].any() and not p.image[:, w:].any()
-        assert p.category_ids.tolist() == s.category_ids.tolist() and p.colours == s.colours
-        assert p.sentences == s.sentences
-        for k in range(len(p.masks)):
-            assert not p.masks[k, h:].any() and not p.masks[k, :, w:].any()
-            scale = np.array([w / s.width, h / s.height] * 2)
-            np.testing.assert_allclose(p.boxes[k], s.boxes[k] * scale, rtol=1e-5)
-            if p.masks[k].any():  # a thin tip can vanish when a mask is shrunk 3x, hence 2.5 px
-                assert np.abs(np.array(_box(p.masks[k])) - p.boxes[k]).max() <= 2.5
-            assert (
-                abs(p.masks[k].sum() - s.masks[k].sum() * scale[0] * scale[1])
-                <= 0.1 * s.masks[k].sum() * scale[0] * scale[1] + 20
-            )
-
-
-# ---------------------------------------------------------------- CLI
 def test_cli_commands(tmp_path):
     from glee.cli import app
 
@@ -540,11 +510,6 @@ def test_cli_commands(tmp_path):
     assert "wrote 1 videos" in res.output and (tmp_path / "v" / "frames" / "000000" / "00007.jpg").exists()
     config = json.loads((tmp_path / "v" / "annotations.json").read_text())["info"]["config"]
     assert config["crossing"] == 0.5 and config["log_sizes"] is False
-    res = runner.invoke(
-        app, ["data", "pack", str(tmp_path / "i" / "annotations.json"), str(tmp_path / "p"), "-q"]
-    )
-    assert res.exit_code == 0, res.output
-    assert "packed 2 images" in res.output and len(PackedDataset(tmp_path / "p")) == 2
     res = runner.invoke(
         app, ["data", "synth", "images", str(tmp_path / "x"), "--min-size", "400", "--max-size", "300"]
     )

@@ -16,16 +16,20 @@ import io
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from pycocotools import mask as mask_utils
 
 from glee.client import GleeClient, GleeError, GleeGrpcClient, decode_mask
@@ -543,6 +547,49 @@ def test_bad_grpc_calls_get_the_documented_status_codes_and_api_error_codes(
     with GleeClient(servers.a.http, api_key=KEY) as client, pytest.raises(GleeError) as same:
         client.get_session("nope")
     assert (same.value.status, same.value.code) == (404, NO_SESSION)
+
+
+def grpc_track_calls(server: ServerProcess) -> dict[str, float]:
+    """``glee_requests_total`` of gRPC ``Track`` by code, from the server's /metrics."""
+    text = httpx.get(f"{server.http}/metrics").text
+    return {
+        sample.labels["code"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "glee_requests_total"
+        and sample.labels["protocol"] == "grpc"
+        and sample.labels["endpoint"] == "Track"
+    }
+
+
+def test_empty_and_cancelled_grpc_streams_are_counted(servers: Servers, rest_a: httpx.Client) -> None:
+    """Every Track call is counted once, when it ends: a stream that sends nothing ends OK; one the
+    client cancels mid-session is counted too (CANCELLED when gRPC reports the cancellation before its
+    requests end, else OK), and its session stays until its TTL."""
+    before = grpc_track_calls(servers.a)
+    key = (("x-api-key", KEY),)
+    hold = threading.Event()
+
+    def open_then_wait() -> Iterator[Any]:
+        yield pb.TrackRequest(open=pb.SessionConfig(task="track", categories=["circle"]))
+        hold.wait(60)
+
+    with grpc.insecure_channel(servers.a.grpc) as channel:
+        stub = GleeStub(channel)
+        assert list(stub.Track(iter([]), metadata=key)) == []
+        call = stub.Track(open_then_wait(), metadata=key)
+        session = next(call).session.session_id
+        call.cancel()
+        hold.set()
+    added: dict[str, float] = {}
+    for _ in range(200):  # a call is counted when the server sees it end, a moment after the client
+        added = {code: n - before.get(code, 0) for code, n in grpc_track_calls(servers.a).items()}
+        if sum(added.values()) >= 2:
+            break
+        time.sleep(0.05)
+    assert sum(added.values()) == 2 and added.get("OK", 0) >= 1, (before, added)
+    assert {code for code, n in added.items() if n} <= {"OK", "CANCELLED"}, added
+    assert rest_a.delete(f"/v1/sessions/{session}").status_code == 204
 
 
 # ---------------------------------------------------------------------------------------- server C

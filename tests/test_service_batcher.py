@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from glee.service.batcher import DynamicBatcher
-from glee.service.errors import QueueFullError, UnavailableError
+from glee.service.errors import UnavailableError
 
 
 class StandInModel:
@@ -33,7 +33,7 @@ class StandInModel:
 
 
 def make(model: StandInModel, executor: ThreadPoolExecutor, **limits: float) -> DynamicBatcher[str, str]:
-    options = {"max_batch_size": 3, "max_queue_delay_s": 0.0, "max_queue_size": 16} | limits
+    options = {"max_batch_size": 3, "max_queue_delay_s": 0.0} | limits
     return DynamicBatcher(model.run_batch, lambda item: item[0], executor, **options)
 
 
@@ -91,25 +91,6 @@ def test_a_lone_request_runs_once_its_queue_delay_expires() -> None:
         result, timing = await asyncio.wait_for(batcher.submit("a1"), 30)
         await batcher.stop()
         assert (result, timing.batch_size, model.batches) == ("A1", 1, [["a1"]])
-
-    run(scenario)
-
-
-def test_a_full_queue_rejects_at_once_and_the_queued_requests_still_complete() -> None:
-    async def scenario(executor: ThreadPoolExecutor) -> None:
-        model = StandInModel()
-        batcher = make(model, executor, max_queue_size=2)
-        batcher.start()
-        running = asyncio.create_task(batcher.submit("a0"))
-        await until(model.running)
-        queued = [asyncio.create_task(batcher.submit(x)) for x in ("a1", "a2")]
-        await asyncio.sleep(0)
-        with pytest.raises(QueueFullError):
-            await batcher.submit("a3")
-        model.gate.set()
-        results = await asyncio.gather(running, *queued)
-        await batcher.stop()
-        assert [r for r, _ in results] == ["A0", "A1", "A2"]
 
     run(scenario)
 

@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 
 from glee.cli import app as cli_app
 from glee.client import decode_mask
+from glee.model.predictor import require_device
 from glee.service import grpc_api, protos
 from glee.service.auth import check_api_key
 from glee.service.encoding import decode_rle, encode_box, encode_mask, encode_rle, mask_to_polygons
-from glee.service.engine import _model_prompts, require_device
+from glee.service.engine import _model_prompts
 from glee.service.errors import (
     InvalidInputError,
     NotFoundError,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from glee.client import GleeClient, GleeGrpcClient, decode_mask
+from glee.client import GleeClient, GleeError, GleeGrpcClient, decode_mask
 from glee.service.launcher import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -121,3 +121,44 @@ def test_rvos_and_vos_follow_their_object(client: GleeClient, shapes_scene: Call
         assert [t["track_id"] for t in followed["tracks"]] == [1]
         assert iou(mask_of(followed["tracks"][0]), scene.masks["yellow triangle"]) >= MIN_IOU
     assert client.get_session(vos["session_id"])["frames"] == 2
+
+
+def test_a_vos_object_is_corrected_under_its_object_id_and_never_given_a_second_id(
+    demo_server: ServerProcess, client: GleeClient, shapes_scene: Callable
+) -> None:
+    """Over REST and gRPC: a later frame's prompt with ``object_id`` re-prompts that object (no new id);
+    without it, a prompt on the followed object is a 400 that names both ids, and an ``object_id`` the
+    session does not have is a 400 that lists the ones it has."""
+    first, second = shapes_scene(0), shapes_scene(8)
+    triangle = {"box": second.box("yellow triangle")}
+    session = client.create_session("vos")["session_id"]
+    client.add_frame(session, first.image, [{"mask": first.masks["yellow triangle"]}])
+    corrected = client.add_frame(session, second.image, [triangle | {"object_id": 1}])
+    assert [t["track_id"] for t in corrected["tracks"]] == [1]
+    assert iou(mask_of(corrected["tracks"][0]), second.masks["yellow triangle"]) >= MIN_IOU
+    refusals = {
+        "object 2 selects the object followed as object 1": [triangle],
+        "object_id 3 is not an object of this session (its objects: 1)": [triangle | {"object_id": 3}],
+        "object 1 is prompted twice in this frame": [triangle | {"object_id": 1}] * 2,
+    }
+    for message, prompts in refusals.items():
+        with pytest.raises(GleeError) as info:
+            client.add_frame(session, second.image, prompts)
+        assert (info.value.status, info.value.code) == (
+            400,
+            "invalid_prompt",
+        ) and message in info.value.message
+    added = client.add_frame(session, second.image, [{"box": second.box("blue square")}])
+    assert sorted(t["track_id"] for t in added["tracks"]) == [1, 2]
+    assert client.get_session(session)["frames"] == 3
+    with GleeGrpcClient(demo_server.grpc) as grpc_client:
+        frames = [
+            (first.image, [{"mask": first.masks["yellow triangle"]}]),
+            (second.image, [triangle | {"object_id": 1}]),
+        ]
+        _, opening, fixed = grpc_client.track(frames, task="vos")
+        assert [t.track_id for t in fixed.tracks] == [1]
+        with pytest.raises(GleeError) as info:
+            list(grpc_client.track([(second.image, [triangle])], session_id=opening.session_id))
+        assert (info.value.status, info.value.code) == ("INVALID_ARGUMENT", "invalid_prompt")
+        assert "object 2 selects the object followed as object 1" in info.value.message

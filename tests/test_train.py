@@ -15,7 +15,7 @@ from glee.data.writers import write_images, write_videos
 from glee.model.object_decoder import LayerPrediction
 from glee.model.predictor import GleePredictor
 from glee.train import trainer as trainer_module
-from glee.train.cache import Cache, build_cache
+from glee.train.cache import Cache, build_cache, load_or_build
 from glee.train.config import LossWeights, TaskMix, TrainConfig
 from glee.train.criterion import Criterion, Targets, matched_point_logits, point_features
 from glee.train.denoising import build_denoising
@@ -65,6 +65,18 @@ def test_cache_round_trip(cache: Cache, tmp_path: Path) -> None:
     cache.save(tmp_path / "c.npz")
     again = Cache.load(tmp_path / "c.npz")
     assert np.array_equal(again.masks, cache.masks) and again.sentences == cache.sentences
+
+
+def test_a_saved_cache_is_reused_only_for_the_same_data_and_size(data: list[Path], tmp_path: Path) -> None:
+    """Reusing a run's cache of other data or another size would silently train on the wrong frames."""
+    path, said = tmp_path / "cache.npz", []
+    images = load_or_build(data[:1], SIZE, path, progress=False, echo=said.append)
+    again = load_or_build(data[:1], SIZE, path, progress=False, echo=said.append)
+    assert (images.num_frames, again.num_frames, said) == (6, 6, [])
+    videos = load_or_build(data[1:], SIZE, path, progress=False, echo=said.append)
+    assert videos.num_frames == 8 and len(said) == 1 and "rebuilding" in said[0]
+    assert load_or_build(data[1:], 2 * SIZE, path, progress=False, echo=said.append).size == 2 * SIZE
+    assert len(said) == 2 and Cache.load(path).size == 2 * SIZE
 
 
 def test_colour_phrase_targets_only_name_matching_objects() -> None:
@@ -464,9 +476,11 @@ def test_learning_rate_schedules(
     assert [e["lr"] for e in log] == pytest.approx(expected)
 
 
-def test_linear_schedule_needs_a_budget() -> None:
-    with pytest.raises(ValueError, match="budget"):
-        _config(max_steps=0, lr_schedule="linear")
+def test_a_run_needs_a_budget() -> None:
+    """Without one the run would never end, nor drop or decay its learning rate."""
+    for schedule in ("step", "linear"):
+        with pytest.raises(ValueError, match="max_minutes and max_steps are both 0"):
+            _config(max_steps=0, lr_schedule=schedule)
 
 
 def test_checkpoint_resumes_and_exports(data: list[Path], tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from glee.data.masks import box_iou, mask_box
 from glee.data.render import Appearance, paint
 from glee.data.spec import COLOURS, CROSS_ARM_RATIO, MIN_VISIBLE_FRACTION, STAR_INNER_RATIO
 from glee.model.predictor import GleePredictor
+from glee.model.prompts import PromptError
 from glee.model.track_state import TrackState
 from glee.model.types import ImageResult
 from glee.model.video_predictor import FrameResult, VideoPredictor
@@ -333,12 +334,33 @@ def test_rvos_referent_out_of_view_is_not_replaced_and_comes_back_under_its_id()
 
 def test_vos_masks_of_different_objects_are_disjoint() -> None:
     clip = vos_clip()
-    # Both objects prompted on the same one: the less confident output loses the shared pixels.
-    both = {1: {"mask": clip.masks[1][0]}, 2: {"points": [list(np.argwhere(clip.masks[1][0])[0][::-1])]}}
+    # Two mask prompts that overlap (mask IoU about 1/3): the less confident output loses the shared pixels.
+    circle = clip.masks[1][0]
+    overlapping = {1: {"mask": circle}, 2: {"mask": np.roll(circle, 28, axis=1)}}
     predictor = VideoPredictor(Oracle(clip))
-    _, result = predictor.step(predictor.start(task="vos"), clip.frames[0], both)
+    _, result = predictor.step(predictor.start(task="vos"), clip.frames[0], overlapping)
     assert result.track_ids == [1, 2]
     assert not np.logical_and(result.masks[0], result.masks[1]).any()
+
+
+def test_a_vos_prompt_on_a_followed_object_corrects_it_under_its_id_and_a_second_id_is_refused() -> None:
+    """A later frame's prompt without an id adds an object; on an object already followed it is refused
+    (two ids on one object fight over its pixels), as are two prompts on one object. Under the object's
+    id, the prompt re-initialises that object, and no id is used up."""
+    clip = vos_clip()
+    predictor = VideoPredictor(Oracle(clip))
+    state, _ = predictor.step(predictor.start(task="vos"), clip.frames[0], [{"mask": clip.masks[0][0]}])
+    cross = {"box": list(mask_box(clip.masks[0][1]))}
+    circle = {t: {"points": [np.argwhere(clip.masks[1][t]).mean(0)[::-1].tolist()]} for t in (1, 2)}
+    with pytest.raises(PromptError, match=r"object 2 selects the object followed as object 1 \(mask IoU"):
+        predictor.step(state, clip.frames[1], [cross])
+    with pytest.raises(PromptError, match="the prompts of objects 2 and 3 select one object"):
+        predictor.step(state, clip.frames[1], [circle[1], circle[1]])
+    state, result = predictor.step(state, clip.frames[1], {1: cross})
+    assert result.track_ids == [1] and state.next_id == 2
+    assert mask_iou(result.masks[0], clip.masks[0][1]) > 0.99
+    state, result = predictor.step(state, clip.frames[2], [circle[2]])  # a new object, beside object 1
+    assert sorted(result.track_ids) == [1, 2]
 
 
 def test_continuing_from_state_bytes_is_bit_identical() -> None:

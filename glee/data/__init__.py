@@ -6,8 +6,8 @@
 - ``expressions``: referring expressions that identify exactly one object.
 - ``prompts``: point / box / scribble prompts sampled from a mask, and their rasters.
 - ``formats`` / ``writers``: COCO + RefCOCO refs and YouTube-VIS 2019 files, written in parallel.
-- ``readers``: COCO and YouTube-VIS readers for training and evaluation; ``pack``: the npz training cache.
-- ``cli``: ``glee data synth images|videos`` and ``glee data pack``.
+- ``readers``: COCO and YouTube-VIS readers for training and evaluation.
+- ``cli``: ``glee data synth images|videos``.
 
 Nothing is imported here, so ``import glee.data.<module>`` pulls in only what that module needs.
 """

@@ -1,4 +1,4 @@
-"""``glee data``: generate synthetic shapes datasets and pack them for training.
+"""``glee data``: generate synthetic shapes datasets.
 
 Heavy modules (numpy, scipy, PIL, pycocotools) are imported inside the commands so ``glee --help``
 stays fast.
@@ -11,14 +11,19 @@ from typing import Annotated
 
 import typer
 
+from glee.data.spec import BOX_SIDE
+
 OutDir = Annotated[Path, typer.Argument(help="Output directory (created if missing).")]
 Num = Annotated[int, typer.Option("--num", "-n", min=1, help="How many items to generate.")]
 Seed = Annotated[
     int, typer.Option("--seed", "-s", min=0, help="Dataset seed; the same seed gives identical files.")
 ]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")]
-MinSize = Annotated[int, typer.Option("--min-size", min=16, help="Smallest image side (px).")]
-MaxSize = Annotated[int, typer.Option("--max-size", min=16, help="Largest image side (px).")]
+# An image must hold the largest object the spec allows (a box side of BOX_SIDE[1]).
+MinSize = Annotated[
+    int, typer.Option("--min-size", min=BOX_SIDE[1], help="Smallest image side (px; objects are up to 160).")
+]
+MaxSize = Annotated[int, typer.Option("--max-size", min=BOX_SIDE[1], help="Largest image side (px).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 RefMargins = Annotated[
     bool,
@@ -118,35 +123,11 @@ def synth_videos(
     )
 
 
-def pack(
-    src_json: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="COCO annotation file.")],
-    out_dir: OutDir,
-    size: Annotated[
-        int, typer.Option("--size", min=8, help="Packed side: long side resized to it, then padded.")
-    ] = 256,
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Images per shard.")] = 500,
-    workers: Workers = 2,
-    image_root: Annotated[
-        Path | None, typer.Option("--image-root", help="Image folder (default: images/ next to the JSON).")
-    ] = None,
-    quiet: Quiet = False,
-) -> None:
-    """Pack a COCO dataset into npz shards of resized images and bit-packed masks for fast training."""
-    from glee.data.pack import pack_coco
-
-    s = pack_coco(src_json, out_dir, size, shard_size, workers, image_root, progress=not quiet)
-    typer.echo(
-        f"packed {s.num_images} images, {s.num_objects} objects into {s.num_shards} shards at {size}x{size}: "
-        f"{s.meta_file} in {s.seconds:.1f} s"
-    )
-
-
 def register(app: typer.Typer) -> None:
-    """Add the ``data`` command group (``synth images``, ``synth videos``, ``pack``) to the root app."""
-    data_app = typer.Typer(no_args_is_help=True, help="Synthetic shapes datasets: generate and pack.")
+    """Add the ``data`` command group (``synth images``, ``synth videos``) to the root app."""
+    data_app = typer.Typer(no_args_is_help=True, help="Synthetic shapes datasets.")
     synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic shapes datasets.")
     synth_app.command("images")(synth_images)
     synth_app.command("videos")(synth_videos)
     data_app.add_typer(synth_app, name="synth")
-    data_app.command("pack")(pack)
     app.add_typer(data_app, name="data")

@@ -19,6 +19,38 @@ from PIL import Image
 from glee.data.masks import coco_bbox, decode_segmentation
 
 
+class FileFormatError(ValueError):
+    """An input file that is not what a command expects (the ``glee`` CLI prints it as one line)."""
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (``what`` it should be names it in the error when it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path} is not a {what}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path} is not a {what}: its JSON is a {type(data).__name__}, not an object")
+    return data
+
+
+def read_dataset(path: str | Path, kind: str, keys: tuple[str, ...], mask_key: str) -> dict[str, Any]:
+    """A dataset file checked for the lists ``kind`` needs and a ``mask_key`` on every annotation (glee
+    trains and scores instance masks), so a wrong file is one clear error instead of a ``KeyError``."""
+    data = read_json(path, f"{kind} dataset")
+    missing = [key for key in keys if not isinstance(data.get(key), list)]
+    if missing:
+        raise FileFormatError(
+            f"{path} is not a {kind} dataset: it has no {' or '.join(map(repr, missing))} list"
+        )
+    for ann in data.get("annotations") or []:
+        if mask_key not in ann:
+            raise FileFormatError(
+                f"{path}: annotation {ann.get('id')} has no {mask_key!r}; glee needs instance masks"
+            )
+    return data
+
+
 def _default_root(annotation_file: Path, folders: tuple[str, ...]) -> Path:
     """The first of `folders` next to the JSON that exists, else the JSON's own folder."""
     for name in folders:
@@ -71,13 +103,15 @@ class CocoDataset:
         refs_file: str | Path | None = None,
     ) -> None:
         path = Path(annotation_file)
-        data = json.loads(path.read_text())
+        data = read_dataset(path, "COCO image", ("images", "annotations", "categories"), "segmentation")
         self.image_root = Path(image_root) if image_root else _default_root(path, ("images",))
         self.categories: dict[int, str] = {int(c["id"]): c["name"] for c in data["categories"]}
         self.images: list[dict[str, Any]] = data["images"]
         self.info: dict[str, Any] = data.get("info", {})
         self._anns: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in self.images}
         for ann in data["annotations"]:
+            if ann.get("image_id") not in self._anns:
+                raise FileFormatError(f"{path}: annotation {ann.get('id')} is of an image not in 'images'")
             if not ann.get("iscrowd", 0):
                 self._anns[int(ann["image_id"])].append(ann)
         refs = data.get("refs", [])
@@ -154,13 +188,15 @@ class YtvisDataset:
 
     def __init__(self, annotation_file: str | Path, frame_root: str | Path | None = None) -> None:
         path = Path(annotation_file)
-        data = json.loads(path.read_text())
+        data = read_dataset(path, "YouTube-VIS video", ("videos", "categories"), "segmentations")
         self.frame_root = Path(frame_root) if frame_root else _default_root(path, ("frames", "JPEGImages"))
         self.categories: dict[int, str] = {int(c["id"]): c["name"] for c in data["categories"]}
         self.videos: list[dict[str, Any]] = data["videos"]
         self.info: dict[str, Any] = data.get("info", {})
         self._anns: dict[int, list[dict[str, Any]]] = {int(v["id"]): [] for v in self.videos}
         for ann in data.get("annotations") or []:
+            if ann.get("video_id") not in self._anns:
+                raise FileFormatError(f"{path}: annotation {ann.get('id')} is of a video not in 'videos'")
             self._anns[int(ann["video_id"])].append(ann)
 
     def __len__(self) -> int:

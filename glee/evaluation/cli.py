@@ -46,22 +46,29 @@ def results_table(title: str, results: Mapping[str, Any]) -> Table:
 
 def eval_command(
     dataset_json: Annotated[
-        Path, typer.Argument(help="COCO image JSON (with refs) or YouTube-VIS video JSON.")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="COCO image JSON (with refs) or YouTube-VIS video JSON."
+        ),
     ],
-    images: Annotated[Path, typer.Option(help="Directory the JSON's file names are relative to.")],
+    images: Annotated[
+        Path,
+        typer.Option(exists=True, file_okay=False, help="Directory the JSON's file names are relative to."),
+    ],
     model: Annotated[
         str | None, typer.Option(help="Converted weights directory (default: the embedded demo model).")
     ] = None,
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated: detect,colour,rec,point,box,scribble (images); track,rvos,vos (videos)."
+            help="Comma-separated, of: detect, colour, rec, point, box, scribble (images); track, rvos, vos "
+            "(videos). Default: all of the dataset's kind."
         ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Evaluate only the first N images / videos.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the visual-prompt sampling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the visual-prompt sampling.")] = 0,
     score_threshold: Annotated[
         float | None,
         typer.Option(
@@ -76,18 +83,33 @@ def eval_command(
     """Score a model on an image or video dataset: COCO AP, REC, prompt mIoU, MOTA/IDF1/HOTA, J&F."""
     from rich.progress import track
 
+    from glee.data.readers import read_json
     from glee.evaluation.images import IMAGE_TASKS, evaluate_images
     from glee.evaluation.videos import VIDEO_TASKS, evaluate_videos
+    from glee.model.predictor import require_device
 
-    is_video = "videos" in json.loads(dataset_json.read_text())
+    is_video = "videos" in read_json(dataset_json, "COCO or YouTube-VIS dataset")
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None
     allowed = VIDEO_TASKS if is_video else IMAGE_TASKS
-    if chosen is not None and not set(chosen) <= set(allowed):
-        _err.print(f"tasks for this dataset: {','.join(allowed)}", markup=False, highlight=False)
-        raise typer.Exit(2)
+    unknown = [t for t in chosen or () if t not in allowed]
+    if unknown:
+        kind = "a video" if is_video else "an image"
+        message = (
+            f"{', '.join(map(repr, unknown))} not among {','.join(allowed)}, the tasks of {kind} dataset"
+        )
+        raise typer.BadParameter(message, param_hint="--tasks")
     if score_threshold is not None and not is_video:
-        _err.print("--score-threshold applies to video datasets (image AP ranks every detection)")
-        raise typer.Exit(2)
+        raise typer.BadParameter(
+            "applies to video datasets (image AP ranks every detection)", param_hint="--score-threshold"
+        )
+    try:
+        require_device(device)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from exc
+    if out is not None:  # before the evaluation, which a bad path would otherwise throw away
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise typer.BadParameter(f"{out} is a directory", param_hint="--out")
 
     def progress(items: Iterable[Any]) -> Iterable[Any]:
         return track(items, description="evaluating", console=_err, transient=True)

@@ -10,7 +10,6 @@ other tasks ran.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from glee.data.prompts import jitter_box, sample_positive_point, sample_scribble
-from glee.data.readers import CocoDataset, ImageSample
+from glee.data.readers import CocoDataset, ImageSample, read_json
 from glee.evaluation.coco import coco_ap, colour_phrase_gt, has_colours, result_to_detections
 from glee.evaluation.referring import expression_kind, mean_iou, prompt_ious, rec_accuracy
 from glee.model.types import ImagePredictor, ImageResult
@@ -116,8 +115,8 @@ def evaluate_images(
     unknown = set(tasks) - set(IMAGE_TASKS)
     if unknown:
         raise ValueError(f"unknown image tasks {sorted(unknown)}; choose from {IMAGE_TASKS}")
-    gt = json.loads(Path(coco_json_path).read_text())
     dataset = CocoDataset(coco_json_path, image_root=image_dir)
+    gt = read_json(coco_json_path, "COCO image dataset")
     skipped = _skip_reasons(gt, tasks)
     active = [t for t in tasks if t not in skipped]
     prompt_tasks = [t for t in PROMPT_TASKS if t in active]

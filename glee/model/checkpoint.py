@@ -194,7 +194,21 @@ def read_checkpoint(path_or_dir: str | os.PathLike[str]) -> Mapping[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {exc}") from exc
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint: {_load_failure(path, exc)}"
+        ) from exc
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """``torch.load``'s reason in one line. Its weights-only refusal is a paragraph that advises
+    ``weights_only=False``, which would run code from the file and which no checkpoint of tensors needs."""
+    text = str(exc).strip()
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"not a file of tensors only, the one kind read (safely, without running its code): {detail}"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_checkpoint(model: nn.Module, path_or_dir: str | os.PathLike[str], strict: bool = True) -> LoadReport:
@@ -266,8 +280,11 @@ def save_pretrained(
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file, then make it readable by all (safetensors creates files 0600,
+    which a server running as another user, e.g. in a container, could not read) and move it in place."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
+    tmp.chmod(0o644)
     os.replace(tmp, path)
 
 

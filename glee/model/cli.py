@@ -27,7 +27,7 @@ def convert_command(
     src: Annotated[Path, typer.Argument(help="Official .pth, a .safetensors file or a converted directory.")],
     dst: Annotated[Path, typer.Argument(help="Output directory (model.safetensors + config.json).")],
     variant: Annotated[
-        str, typer.Option(help="Model variant the checkpoint must fit (lite, lite_stage1).")
+        str, typer.Option(help="Model variant the checkpoint must fit (lite, lite_stage1, demo).")
     ] = "lite",
     dtype: Annotated[str, typer.Option(help="Stored dtype: float32, float16 or bfloat16.")] = "float32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -45,7 +45,8 @@ def convert_command(
 
 
 def list_command() -> None:
-    """List the known checkpoints, the variant that loads each and whether its sha256 is pinned."""
+    """List the known checkpoints, the variant each needs (only lite and lite_stage1 convert yet) and
+    whether its sha256 is pinned."""
     from glee.model.weights import ZOO
 
     # Plain aligned lines rather than a rich table: stays greppable and never wraps in pipes.
@@ -59,7 +60,10 @@ def fetch_command(
         str, typer.Argument(help="Checkpoint name from `glee weights list` (or a file name with --url).")
     ],
     dest: Annotated[
-        Path | None, typer.Option(help="Directory to store it in (default: $GLEE_WEIGHTS_DIR).")
+        Path | None,
+        typer.Option(
+            help="Directory to store it in (default: $GLEE_WEIGHTS_DIR, else ~/.cache/glee/weights)."
+        ),
     ] = None,
     url: Annotated[str | None, typer.Option(help="Download from this URL instead (a mirror).")] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected sha256 (hex) of the file.")] = None,

@@ -40,6 +40,15 @@ DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "glee-demo"
 VISUAL_CLASS_NAMES = ["object"]
 
 
+def require_device(device: str) -> None:
+    """Fail with a one-line ``ValueError`` (``glee serve`` and ``glee eval`` print it) instead of torch's
+    traceback when the torch device is malformed or not present here (``cuda`` on a CPU-only build)."""
+    try:
+        torch.empty(0, device=torch.device(device))
+    except (RuntimeError, AssertionError) as exc:
+        raise ValueError(f"device {device!r} is not usable here: {exc}") from exc
+
+
 class InputError(ValueError):
     """Bad user input (image, categories, expressions); the service maps it to HTTP 400."""
 
@@ -108,6 +117,7 @@ class GleePredictor:
         """Load a converted weights directory (None = the embedded demo model) for ``backend``."""
         if backend != "torch":
             raise ValueError(f"backend {backend!r} is not available; use 'torch'")
+        require_device(device)
         from glee.model.checkpoint import load_pretrained
 
         path = Path(name_or_path) if name_or_path is not None else DEMO_WEIGHTS

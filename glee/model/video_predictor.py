@@ -35,6 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from glee.data.masks import mask_box
+from glee.model.prompts import PromptError
 from glee.model.track_state import TaskConfig, Track, TrackState, VideoTask
 from glee.model.tracker import (
     associate,
@@ -49,6 +50,9 @@ from glee.model.tracker import (
 from glee.model.types import ImagePredictor, ImageResult
 
 _PROMPT_KEYS = ("mask", "box", "points", "scribble")
+#: Mask IoU at which two VOS objects are one: distinct objects' masks barely touch, while two prompts on
+#: one object give masks that mostly agree.
+_SAME_OBJECT_IOU = 0.5
 
 
 @dataclass
@@ -106,7 +110,8 @@ class VideoPredictor:
 
         ``prompts`` (VOS only): one prompt dict, a list of them (new object ids follow the session's
         next id) or ``{object_id: prompt}``. Required on the first frame; on a later frame a prompt
-        adds an object or re-initialises an existing one.
+        adds an object or re-initialises an existing one. A prompt that selects an object another id
+        has raises ``PromptError``.
         """
         state = copy.deepcopy(state)
         frame = np.asarray(frame)
@@ -179,6 +184,8 @@ class VideoPredictor:
                     track.box = np.asarray(mask_box(mask), np.float32)
             picks.append((res, 0, track))
             masks.append(mask)
+        if new:
+            _refuse_shared_objects(dict(zip(new, masks, strict=True)), kept, results[len(new) :], cfg)
         for track, res, row in select_exclusive(kept, results[len(new) :], masks, cfg):
             if row is None:
                 track.mask_rle = b""
@@ -267,6 +274,36 @@ def _reprompt(track: Track, size: tuple[int, int], cfg: TaskConfig) -> dict:
     return {"box": [0.0, 0.0, float(w), float(h)]}
 
 
+def _refuse_shared_objects(
+    prompted: dict[int, np.ndarray], kept: list[Track], results: list[ImageResult], cfg: TaskConfig
+) -> None:
+    """Refuse a frame whose prompt selects an object that a followed object (seen on the previous frame)
+    would take on this frame, or that another of its prompts selects. ``prompted``: each prompted object's
+    mask; ``results``: the kept objects' candidates. Two ids on one object would fight over its pixels,
+    which go to one of them (masks are disjoint), on every later frame; correcting a followed object is a
+    prompt under its id."""
+    followed = {
+        track.track_id: res.masks[row]
+        for track, res, row in select_exclusive(kept, results, [], cfg)
+        if row is not None and track.mask_rle
+    }
+    ids = list(prompted) + list(followed)
+    rles = [_rle(m) for m in [*prompted.values(), *followed.values()]]
+    ious = np.asarray(mask_utils.iou(rles[: len(prompted)], rles, [0] * len(rles))).reshape(len(prompted), -1)
+    for i, obj_id in enumerate(prompted):
+        for j in np.flatnonzero(ious[i] >= _SAME_OBJECT_IOU):
+            if j == i:
+                continue
+            if j < len(prompted):
+                what = f"the prompts of objects {obj_id} and {ids[j]} select one object"
+            else:
+                what = f"the prompt of object {obj_id} selects the object followed as object {ids[j]}"
+            raise PromptError(
+                f"{what} (mask IoU {ious[i, j]:.2f}), and one object cannot have two ids; to correct a "
+                "followed object, prompt it under its id"
+            )
+
+
 def _disjoint(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
     """Give each pixel claimed by several objects to the most confident one."""
     if not masks:
@@ -279,5 +316,9 @@ def _disjoint(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
     return out
 
 
+def _rle(mask: np.ndarray) -> dict:
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
 def _encode(mask: np.ndarray) -> bytes:
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
+    return _rle(mask)["counts"]

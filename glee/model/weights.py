@@ -132,10 +132,12 @@ def fetch(
     elif url is not None:
         filename, source, pinned = name, url, None
     else:
-        raise FetchError(f"unknown checkpoint {name!r}; known: {', '.join(ZOO)} (or pass url=...)")
+        raise FetchError(f"unknown checkpoint {name!r}; known: {', '.join(ZOO)} (or give its --url)")
     if Path(filename).name != filename:
         raise FetchError(f"{filename!r} must be a plain file name")
     expected = (expected_sha256 or pinned or "").lower() or None
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise FetchError(f"{expected_sha256!r} is not a sha256 (64 hexadecimal digits)")
     dest = Path(dest_dir) / filename
     if dest.is_file():
         if expected is not None:
@@ -187,7 +189,8 @@ def _download(url: str, part: Path, progress: bool) -> str:
                 raise FetchError(f"GET {url}: HTTP {response.status_code} {response.reason_phrase}")
             return _stream_to(response, part, offset, progress)
     except httpx.HTTPError as exc:
-        raise FetchError(f"GET {url} failed ({exc}); run again to resume from {part}") from exc
+        again = f"run again to resume from {part}" if part.exists() else "run again to retry"
+        raise FetchError(f"GET {url} failed ({exc}); {again}") from exc
 
 
 def _stream_to(response: httpx.Response, part: Path, offset: int, progress: bool) -> str:

@@ -5,8 +5,8 @@ Requests wait in one bounded FIFO queue. When the model is free, the oldest requ
 (same padded input size and task); the batch closes when ``max_batch_size`` requests with that key are
 queued or when the oldest one has waited ``max_queue_delay_s``, whichever comes first. Requests with
 other keys keep their place for a later batch. While a batch runs, new requests accumulate, so under
-load batches fill up without any extra delay. A full queue rejects at once (HTTP 429), because waiting
-behind an unbounded queue only converts overload into timeouts.
+load batches fill up without any extra delay. The queue's bound is the engine's (``Engine._admit``), since
+video frames wait for the same model thread.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from glee.service.errors import QueueFullError, UnavailableError
+from glee.service.errors import UnavailableError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,7 +61,6 @@ class DynamicBatcher(Generic[T, R]):
         *,
         max_batch_size: int,
         max_queue_delay_s: float,
-        max_queue_size: int,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
@@ -69,7 +68,6 @@ class DynamicBatcher(Generic[T, R]):
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
-        self.max_queue_size = max_queue_size
         self._on_batch = on_batch
         self._pending: list[_Pending[T]] = []
         self._arrived = asyncio.Event()
@@ -94,11 +92,9 @@ class DynamicBatcher(Generic[T, R]):
         self._pending.clear()
 
     async def submit(self, item: T) -> tuple[R, BatchTiming]:
-        """Queue one item and wait for its result; raises ``QueueFullError`` when the queue is full."""
+        """Queue one item and wait for its result."""
         if self._worker is None:
             raise UnavailableError("the batcher is not running")
-        if len(self._pending) >= self.max_queue_size:
-            raise QueueFullError(f"the request queue is full ({self.max_queue_size} waiting); retry later")
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(item, self._key(item), future))
         self._arrived.set()

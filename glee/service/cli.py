@@ -36,7 +36,10 @@ def serve_command(
         float | None, _opt("MAX_QUEUE_DELAY_MS", "Longest wait for a fuller batch (default: 5).")
     ] = None,
     max_queue_size: Annotated[
-        int | None, _opt("MAX_QUEUE_SIZE", "Waiting requests before 429 (default: 64).")
+        int | None,
+        _opt(
+            "MAX_QUEUE_SIZE", "Image requests and video frames waiting, together, before 429 (default: 64)."
+        ),
     ] = None,
     session_ttl_s: Annotated[
         int | None, _opt("SESSION_TTL_S", "Video session lifetime after its last frame (default: 600).")

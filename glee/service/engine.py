@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 
 from glee.model import (
@@ -118,11 +117,10 @@ class Engine:
             self._model_thread,
             max_batch_size=self.settings.max_batch_size,
             max_queue_delay_s=self.settings.max_queue_delay_ms / 1000,
-            max_queue_size=self.settings.max_queue_size,
             on_batch=self.metrics.observe_batch,
         )
         self._batcher.start()
-        self.metrics.track_queue_depth(self._batcher.__len__)
+        self.metrics.track_queue_depth(self._waiting)
         if self.settings.warmup:
             warmup = ImageTask(
                 "detect", np.full((_WARMUP_SIZE, _WARMUP_SIZE, 3), 128, np.uint8), categories=["object"]
@@ -133,7 +131,6 @@ class Engine:
         log.info("model %s ready in %.1f s", self.model_name, time.perf_counter() - started)
 
     def _load_predictor(self) -> GleePredictor:
-        require_device(self.settings.device)
         predictor = GleePredictor.load(
             self.settings.model, backend=self.settings.backend, device=self.settings.device
         )
@@ -235,13 +232,23 @@ class Engine:
         data = decode_base64(image) if isinstance(image, str) else image
         return decode_image(data, self.settings.max_image_pixels)
 
+    def _waiting(self) -> int:
+        """Image requests and video frames waiting for the model (not the batch or frame it runs)."""
+        assert self._batcher is not None
+        return len(self._batcher) + self._frames_waiting
+
+    def _admit(self) -> None:
+        """Refuse work at once when ``max_queue_size`` requests already wait: image requests and video
+        frames share the one model thread, so they share the bound."""
+        if self._waiting() >= self.settings.max_queue_size:
+            self.metrics.rejected.inc()
+            raise QueueFullError(f"the request queue is full ({self._waiting()} waiting); retry later")
+
     async def _infer(self, task: ImageTask) -> tuple[list[ImageResult], BatchTiming]:
         assert self._batcher is not None
+        self._admit()
         try:
             results, timing = await self._batcher.submit(task)
-        except QueueFullError:
-            self.metrics.rejected.inc()
-            raise
         except (InputError, PromptError) as exc:
             raise _model_input_error(exc) from exc
         self.metrics.queue_seconds.observe(timing.queue_s)
@@ -318,31 +325,44 @@ class Engine:
         )
 
     async def _run_video_step(
-        self, state: TrackState, pixels: np.ndarray, prompts: list[dict] | None
+        self, state: TrackState, pixels: np.ndarray, prompts: dict[int, dict] | None
     ) -> tuple[tuple[TrackState, FrameResult], BatchTiming]:
         assert self._video is not None
-        if self._frames_waiting >= self.settings.max_queue_size:
-            self.metrics.rejected.inc()
-            raise QueueFullError(f"too many video frames waiting ({self._frames_waiting}); retry later")
+        self._admit()
         self._frames_waiting += 1
+        waiting = True
+
+        def running() -> None:  # on the event loop: when the frame starts, or if it never does
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                self._frames_waiting -= 1
+
         try:
-            output, timing = await self._on_model_thread(self._video.step, state, pixels, prompts)
+            step = self._video.step
+            output, timing = await self._on_model_thread(step, state, pixels, prompts, on_start=running)
         except (InputError, PromptError) as exc:
             raise _model_input_error(exc) from exc
         finally:
-            self._frames_waiting -= 1
+            running()
         self.metrics.queue_seconds.observe(timing.queue_s)
         self.metrics.inference_seconds.labels("video_frame").observe(timing.inference_s)
         return output, timing
 
-    async def _on_model_thread(self, fn: Callable[..., T], *args: Any) -> tuple[T, BatchTiming]:
+    async def _on_model_thread(
+        self, fn: Callable[..., T], *args: Any, on_start: Callable[[], None] | None = None
+    ) -> tuple[T, BatchTiming]:
+        """Run ``fn(*args)`` on the model thread; ``on_start`` is called on the event loop when it begins."""
+        loop = asyncio.get_running_loop()
         submitted = time.perf_counter()
 
         def timed() -> tuple[T, float, float]:
             begin = time.perf_counter()
+            if on_start is not None:
+                loop.call_soon_threadsafe(on_start)
             return fn(*args), begin, time.perf_counter()
 
-        output, begin, end = await asyncio.get_running_loop().run_in_executor(self._model_thread, timed)
+        output, begin, end = await loop.run_in_executor(self._model_thread, timed)
         return output, BatchTiming(begin - submitted, end - begin, 1)
 
     @asynccontextmanager
@@ -360,9 +380,10 @@ class Engine:
                 self._session_locks[session_id] = (lock, users - 1)
 
 
-def _video_prompts(state: TrackState, params: FrameParams, size: tuple[int, int]) -> list[dict] | None:
+def _video_prompts(state: TrackState, params: FrameParams, size: tuple[int, int]) -> dict[int, dict] | None:
     """Check a frame against its session (the API's rules, so clients get a precise 400) and convert
-    the prompts to the model's dicts (RLE masks decoded to bool arrays at the frame size)."""
+    the prompts to the model's ``{object_id: prompt}`` (RLE masks decoded to bool arrays at the frame
+    size; a prompt without ``object_id`` adds an object under the session's next id)."""
     task = state.config.task
     if state.image_size is not None and tuple(state.image_size) != size:
         (h, w), (session_h, session_w) = size, state.image_size
@@ -378,7 +399,28 @@ def _video_prompts(state: TrackState, params: FrameParams, size: tuple[int, int]
         )
     if not params.prompts:
         return None
-    return _model_prompts(params.prompts, size)
+    return dict(zip(_object_ids(state, params.prompts), _model_prompts(params.prompts, size), strict=True))
+
+
+def _object_ids(state: TrackState, prompts: Sequence[BaseModel]) -> list[int]:
+    """The object each prompt is for: its ``object_id``, which must be an object the session follows
+    (prompted at most once per frame), or else the next new id, in prompt order."""
+    followed = sorted(t.track_id for t in state.tracks)
+    ids: list[int] = []
+    fresh = state.next_id
+    for index, prompt in enumerate(prompts):
+        obj_id = getattr(prompt, "object_id", None)
+        if obj_id is None:
+            obj_id, fresh = fresh, fresh + 1
+        elif obj_id not in followed:
+            objects = f"its objects: {', '.join(map(str, followed))}" if followed else "it has none yet"
+            message = f"prompts[{index}]: object_id {obj_id} is not an object of this session ({objects})"
+            raise InvalidInputError(message, code="invalid_prompt")
+        elif obj_id in ids:
+            message = f"prompts[{index}]: object {obj_id} is prompted twice in this frame"
+            raise InvalidInputError(message, code="invalid_prompt")
+        ids.append(obj_id)
+    return ids
 
 
 def _model_prompts(prompts: Sequence[BaseModel], size: tuple[int, int]) -> list[dict]:
@@ -391,21 +433,12 @@ def _model_prompts(prompts: Sequence[BaseModel], size: tuple[int, int]) -> list[
             if isinstance(prompt, MaskPrompt):
                 model_prompt = {"mask": decode_rle(prompt.mask, height, width)}
             else:
-                model_prompt = prompt.model_dump()
+                model_prompt = prompt.model_dump(exclude={"object_id"})
             validate_prompt(model_prompt, width, height)
         except (InvalidInputError, PromptError) as exc:
             raise InvalidInputError(f"prompts[{index}]: {exc}", code="invalid_prompt") from exc
         converted.append(model_prompt)
     return converted
-
-
-def require_device(device: str) -> None:
-    """Fail with a one-line ``ValueError`` (``glee serve`` prints it) instead of torch's traceback when
-    the torch device is malformed or not present on this machine (``cuda`` on a CPU-only build)."""
-    try:
-        torch.empty(0, device=torch.device(device))
-    except (RuntimeError, AssertionError) as exc:
-        raise ValueError(f"device {device!r} is not usable here: {exc}") from exc
 
 
 def _tracks(result: FrameResult, options: OutputOptions) -> list[TrackOut]:

@@ -69,6 +69,10 @@ def _present(message: Any, *names: str) -> dict[str, Any]:
 
 
 def _prompt(prompt: Any) -> dict[str, Any]:
+    return _prompt_kind(prompt) | _present(prompt, "object_id")
+
+
+def _prompt_kind(prompt: Any) -> dict[str, Any]:
     kind = prompt.WhichOneof("kind")
     if kind == "points":
         return {"points": [[p.x, p.y] for p in prompt.points.points], "labels": list(prompt.points.labels)}
@@ -182,22 +186,34 @@ def _service_error(exc: Exception, rpc: str) -> ServiceError:
     return ServiceError("internal server error")
 
 
+class _Outcome:
+    """Counts a call in the metrics when it has ended: under ``code`` (what its handler set: OK, or the
+    error's status), or CANCELLED when the client cancelled it or went away. Only the call's end knows
+    that: a cancelled stream's requests may simply end, like those of a client that finished."""
+
+    def __init__(self, servicer: GleeServicer, endpoint: str, context: grpc.aio.ServicerContext) -> None:
+        self.code = "OK"
+        started = time.perf_counter()
+
+        def ended(call: grpc.aio.ServicerContext) -> None:
+            servicer.observe(endpoint, "CANCELLED" if call.cancelled() else self.code, started)
+
+        context.add_done_callback(ended)
+
+
 def _rpc(name: str) -> Callable:
     """Wrap a unary method: authenticate, map errors to status codes, record metrics."""
 
     def decorate(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(method)
         async def handler(self: GleeServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
+            outcome = _Outcome(self, name, context)
             try:
                 self.authenticate(context)
-                response = await method(self, request, context)
+                return await method(self, request, context)
             except Exception as exc:
                 error = _service_error(exc, name)
-            else:
-                self.observe(name, "OK", started)
-                return response
-            self.observe(name, error.grpc_code, started)
+            outcome.code = error.grpc_code
             await _abort(context, error)
 
         return handler
@@ -272,7 +288,7 @@ class GleeServicer:
     ) -> AsyncIterator[Any]:
         """First message opens or resumes a session, every later one is a frame; responses in order.
         A client that goes away ends the stream only: the session stays in the store until its TTL."""
-        started = time.perf_counter()
+        outcome = _Outcome(self, "Track", context)
         try:
             self.authenticate(context)
             first = await anext(aiter(requests), None)
@@ -292,12 +308,10 @@ class GleeServicer:
                 frame = message.frame
                 result = await self.engine.add_frame(info.session_id, frame.image, frame_params(frame))
                 yield pb.TrackResponse(frame=_frame(result))
+            return
         except Exception as exc:
             error = _service_error(exc, "Track")
-        else:
-            self.observe("Track", "OK", started)
-            return
-        self.observe("Track", error.grpc_code, started)
+        outcome.code = error.grpc_code
         await _abort(context, error)
 
 

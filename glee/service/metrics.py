@@ -58,7 +58,9 @@ class Metrics:
             "glee_video_frames", "Video frames processed, by task.", ["task"], registry=self.registry
         )
         self.queue_depth = Gauge(
-            "glee_queue_depth", "Image requests waiting for the model.", registry=self.registry
+            "glee_queue_depth",
+            "Image requests and video frames waiting for the model.",
+            registry=self.registry,
         )
         self.ready = Gauge("glee_ready", "1 when the model is loaded and warmed up.", registry=self.registry)
 

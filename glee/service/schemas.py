@@ -134,7 +134,30 @@ class RlePrompt(RleMask):
     counts: Annotated[str | list[int], PlainValidator(_rle_counts), WithJsonSchema(_RLE_COUNTS_SCHEMA)]
 
 
-class MaskPrompt(_Request):
+class _VideoObject(_Request):
+    object_id: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="vos: re-prompt (correct) the object the session follows under this track id; "
+        "without it, the prompt adds an object with the next id.",
+    )
+
+
+class VideoPointsPrompt(PointsPrompt, _VideoObject):
+    """A points prompt of a VOS frame (``object_id`` names the object it corrects)."""
+
+
+class VideoBoxPrompt(BoxPrompt, _VideoObject):
+    """A box prompt of a VOS frame (``object_id`` names the object it corrects)."""
+
+
+class VideoScribblePrompt(ScribblePrompt, _VideoObject):
+    """A scribble prompt of a VOS frame (``object_id`` names the object it corrects)."""
+
+
+class MaskPrompt(_VideoObject):
+    """A mask prompt (VOS frames only; ``object_id`` names the object it corrects)."""
+
     mask: RlePrompt
 
 
@@ -157,9 +180,9 @@ ImagePrompt = Annotated[
     ),
 ]
 VideoPrompt = Annotated[
-    Annotated[PointsPrompt, Tag("points")]
-    | Annotated[BoxPrompt, Tag("box")]
-    | Annotated[ScribblePrompt, Tag("scribble")]
+    Annotated[VideoPointsPrompt, Tag("points")]
+    | Annotated[VideoBoxPrompt, Tag("box")]
+    | Annotated[VideoScribblePrompt, Tag("scribble")]
     | Annotated[MaskPrompt, Tag("mask")],
     Discriminator(
         _prompt_kind,

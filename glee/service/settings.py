@@ -47,8 +47,13 @@ class Settings(BaseSettings):
     @field_validator("api_keys", "remote_image_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
+        """An empty string is an empty list; one of only commas and spaces is refused, since
+        ``--api-keys ","`` reading as "no keys" would silently turn authentication off."""
         if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            if value.strip() and not items:
+                raise ValueError(f"{value!r} lists nothing but commas and spaces")
+            return items
         return value
 
     @field_validator("log_level")

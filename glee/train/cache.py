@@ -9,14 +9,15 @@ with bit-packed masks. The cache is saved next to the run so a resumed run skips
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from rich.progress import track
 
-from glee.data.readers import CocoDataset, YtvisDataset
+from glee.data.readers import CocoDataset, YtvisDataset, read_json
 
 ANNOTATION_FILE = "annotations.json"
 CACHE_VERSION = 1
@@ -45,6 +46,7 @@ class Cache:
     sentences: list[list[str]]  # per object
     categories: list[str]
     colours: list[str]
+    sources: list[str] = field(default_factory=list)  # dataset_sources() of the data it was built from
 
     @property
     def num_frames(self) -> int:
@@ -65,6 +67,7 @@ class Cache:
             "sentences": self.sentences,
             "categories": self.categories,
             "colours": self.colours,
+            "sources": self.sources,
         }
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
@@ -94,6 +97,7 @@ class Cache:
             sentences=meta["sentences"],
             categories=meta["categories"],
             colours=meta["colours"],
+            sources=meta.get("sources", []),
             **arrays,
         )
 
@@ -182,7 +186,7 @@ def build_cache(paths: list[Path], size: int, progress: bool = True) -> Cache:
     next_video = 0
     for path in paths:
         ann = annotation_file(path)
-        if "videos" in json.loads(ann.read_text()):
+        if "videos" in read_json(ann, "COCO or YouTube-VIS dataset"):
             videos = YtvisDataset(ann)
             for i in track(range(len(videos)), description=f"caching {path.name}", disable=not progress):
                 sample = videos.get(i)
@@ -213,11 +217,38 @@ def build_cache(paths: list[Path], size: int, progress: bool = True) -> Cache:
     return builder.build()
 
 
-def load_or_build(paths: list[Path], size: int, cache_path: Path | None, progress: bool = True) -> Cache:
-    """The saved cache when it exists (a resumed run), else a fresh one (saved when a path is given)."""
+def dataset_sources(paths: list[Path]) -> list[str]:
+    """Each dataset's annotation file with its size and modification time: what a saved cache must have
+    been built from to be reused."""
+    sources = []
+    for path in paths:
+        ann = annotation_file(path).resolve()
+        stat = ann.stat()
+        sources.append(f"{ann} ({stat.st_size} bytes, mtime {stat.st_mtime_ns})")
+    return sources
+
+
+def load_or_build(
+    paths: list[Path],
+    size: int,
+    cache_path: Path | None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Cache:
+    """The saved cache when it was built from the same datasets at the same size (a resumed run), else a
+    fresh one (saved when a path is given): reusing a cache of other data or another size would
+    silently train on the wrong frames."""
+    sources = dataset_sources(paths)
     if cache_path is not None and cache_path.exists():
-        return Cache.load(cache_path)
+        try:
+            cached: Cache | None = Cache.load(cache_path)
+        except ValueError:  # another cache version
+            cached = None
+        if cached is not None and (cached.size, cached.sources) == (size, sources):
+            return cached
+        echo(f"rebuilding {cache_path}: it was built from other data, at another size or by another version")
     cache = build_cache(paths, size, progress)
+    cache.sources = sources
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache.save(cache_path)

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glee.model.checkpoint import load_checkpoint, save_pretrained
+from glee.model.checkpoint import CheckpointError, load_checkpoint, save_pretrained
 from glee.model.glee import GleeModel, TextPrompt, VisualPrompt, build_glee
 from glee.train import class_stage, relation_stage
 from glee.train.cache import Cache, load_or_build
@@ -82,13 +83,20 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.cache: Cache = load_or_build(data, cfg.size, self.out / CACHE)
+        self.cache: Cache = load_or_build(data, cfg.size, self.out / CACHE, echo=echo)
         self.sampler = TaskSampler(self.cache, cfg.tasks, cfg.batch_size, np.random.default_rng(cfg.seed))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.glee_cfg = cfg.glee_config()
         self.model: GleeModel = build_glee(self.glee_cfg).train()
         if init is not None:
-            self.echo(load_checkpoint(self.model, init, strict=False).summary())
+            report = load_checkpoint(self.model, init, strict=False)
+            self.echo(report.summary())
+            expected = len(self.model.state_dict())
+            if report.loaded < expected / 2:
+                self.echo(
+                    f"warning: --init gave {report.loaded} of the model's {expected} tensors, so most of it "
+                    "starts from scratch; are the weights of another model config?"
+                )
         if cfg.precision == "bfloat16" and not cpu_has_native_bf16():
             self.echo(
                 'warning: "precision": "bfloat16" on a CPU without native bf16 (AVX512-BF16 or AMX): '
@@ -443,7 +451,7 @@ class Trainer:
         return path
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_training_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.label_embed.load_state_dict(state["label_embed"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -490,9 +498,27 @@ def _float32(value: Any) -> Any:
     return value
 
 
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint's state, or a ``CheckpointError`` saying the file is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a glee training checkpoint: {exc or type(exc).__name__}"
+        ) from exc
+    missing = [
+        k for k in ("config", "model", "step", "elapsed") if not isinstance(state, dict) or k not in state
+    ]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a glee training checkpoint (RUN/{CHECKPOINT}): no {missing[0]!r}"
+        )
+    return state
+
+
 def export_checkpoint(checkpoint: Path, dst: Path) -> Path:
     """Write the inference export of a training checkpoint without a data cache (``glee train-export``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_training_checkpoint(checkpoint)
     cfg = TrainConfig.model_validate(state["config"])
     model = build_glee(cfg.glee_config())
     model.load_state_dict(state["model"])

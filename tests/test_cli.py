@@ -1,0 +1,96 @@
+"""The ``glee`` command as users run it (``python -m glee`` in a subprocess): a mistake in a path, a file
+or a flag ends with one ``error:`` line and a non-zero status, never a traceback, and the checks that
+guard expensive work (a model load, a training run) come before it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COCO_BOXES_ONLY = {
+    "images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 4}],
+    "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 2, 2], "category_id": 1}],
+    "categories": [{"id": 1, "name": "circle"}],
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    (root / "list.json").write_text("[1, 2]")
+    (root / "empty.json").write_text("")
+    (root / "boxes.json").write_text(json.dumps(COCO_BOXES_ONLY))
+    (root / "bad_config.json").write_text(json.dumps({"max_steps": 1, "lr": -1}))
+    (root / "config.json").write_text(json.dumps({"max_steps": 1, "max_minutes": 0}))
+    (root / "empty.pt").write_bytes(b"")
+    (root / "run").mkdir()
+    (root / "run" / "checkpoint.pt").write_bytes(b"")
+    return root
+
+
+CASES = {
+    "a dataset that is a list": (["eval", "list.json", "--images", "."], 1, "list.json is not a COCO or"),
+    "an empty dataset file": (["eval", "empty.json", "--images", "."], 1, "not valid JSON"),
+    "annotations without masks": (
+        ["train", "config.json", "--data", "boxes.json", "--out", "fresh"],
+        1,
+        "annotation 7 has no 'segmentation'",
+    ),
+    "an invalid config": (
+        ["train", "bad_config.json", "--data", "boxes.json", "--out", "fresh"],
+        1,
+        "invalid TrainConfig: lr: Input should be greater than 0",
+    ),
+    "a missing config": (
+        ["train", "missing.json", "--data", "boxes.json", "--out", "fresh"],
+        1,
+        "No such file or directory: missing.json",
+    ),
+    "a new run into an old one": (
+        ["train", "config.json", "--data", "boxes.json", "--out", "run"],
+        2,
+        "already holds a run",
+    ),
+    "a negative step budget": (
+        ["train", "config.json", "--data", "boxes.json", "--out", "fresh", "--max-steps", "-1"],
+        2,
+        "--max-steps",
+    ),
+    "an export path that is a file": (
+        ["train", "config.json", "--data", "boxes.json", "--out", "fresh", "--export", "list.json"],
+        2,
+        "the export is a directory",
+    ),
+    "an empty training checkpoint": (
+        ["train-export", "empty.pt", "out"],
+        1,
+        "is not a glee training checkpoint",
+    ),
+    "an empty official checkpoint": (["convert", "empty.pt", "out"], 1, "the file is empty"),
+    "an unknown eval task": (
+        ["eval", "boxes.json", "--images", ".", "--tasks", "detect,bogus"],
+        2,
+        "'bogus'",
+    ),
+    "an eval output that is a directory": (
+        ["eval", "boxes.json", "--images", ".", "--out", "."],
+        2,
+        "directory",
+    ),
+    "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_users_mistake_is_one_error_line_and_no_traceback(workdir: Path, case: str) -> None:
+    args, status, reason = CASES[case]
+    done = subprocess.run(
+        [sys.executable, "-m", "glee", *args], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr and reason in done.stderr, done.stderr
+    assert not (workdir / "fresh" / "checkpoint.pt").exists()
