@@ -82,6 +82,8 @@ CASES = {
         "directory",
     ),
     "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
+    "a model path without weights": (["serve", "--model", "nope"], 1, "no converted GLEE weights at nope"),
+    "a device this machine lacks": (["serve", "--device", "cuda:7"], 1, "device 'cuda:7' is not usable here"),
 }
 
 
@@ -94,3 +96,4 @@ def test_a_users_mistake_is_one_error_line_and_no_traceback(workdir: Path, case:
     assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr and reason in done.stderr, done.stderr
     assert not (workdir / "fresh" / "checkpoint.pt").exists()
+    assert "HTTP on" not in done.stderr  # a server that cannot load its model never binds its ports

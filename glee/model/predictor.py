@@ -115,19 +115,28 @@ class GleePredictor:
         cls, name_or_path: str | os.PathLike[str] | None = None, backend: str = "torch", device: str = "cpu"
     ) -> GleePredictor:
         """Load a converted weights directory (None = the embedded demo model) for ``backend``."""
+        from glee.model.checkpoint import load_pretrained
+
+        path = cls.weights_path(name_or_path, backend, device)
+        model = load_pretrained(path, device=device)
+        name = "glee-demo" if name_or_path is None else path.name
+        return cls(model, name)
+
+    @staticmethod
+    def weights_path(
+        name_or_path: str | os.PathLike[str] | None = None, backend: str = "torch", device: str = "cpu"
+    ) -> Path:
+        """The directory ``load`` reads, after the checks that need no loading (backend, device, the
+        directory's config.json), which ``glee serve`` runs before it binds its ports."""
         if backend != "torch":
             raise ValueError(f"backend {backend!r} is not available; use 'torch'")
         require_device(device)
-        from glee.model.checkpoint import load_pretrained
-
         path = Path(name_or_path) if name_or_path is not None else DEMO_WEIGHTS
         if not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"no converted GLEE weights at {path} (expected config.json + model.safetensors)"
             )
-        model = load_pretrained(path, device=device)
-        name = "glee-demo" if name_or_path is None else path.name
-        return cls(model, name)
+        return path
 
     @classmethod
     def random(cls, variant: str = "demo", seed: int = 0) -> GleePredictor:

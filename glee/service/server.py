@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from glee.model.predictor import GleePredictor
 from glee.service.engine import Engine
 from glee.service.grpc_api import set_serving, start_grpc_server
 from glee.service.rest import create_app
@@ -47,7 +48,9 @@ def _http_socket(host: str, port: int) -> socket.socket:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; raises if the model cannot be loaded or a port cannot be bound."""
+    """Run until SIGINT/SIGTERM; raises if the model cannot be loaded or a port cannot be bound. A model
+    that cannot load (backend, device, path) is refused before any port is bound."""
+    GleePredictor.weights_path(settings.model, settings.backend, settings.device)
     http_socket = _http_socket(settings.host, settings.http_port)
     engine = Engine(settings)
     try:
