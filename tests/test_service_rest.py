@@ -78,8 +78,12 @@ def test_multipart_takes_the_image_as_file_and_the_request_as_a_field_or_a_file(
             ["max_detections"],
             "int_type",
         ),
-        ([IMAGE, ("request", (None, '{"categories": ["a"], "categories": ["b"]}'))], [], "repeated_key"),
-        ([IMAGE, ("request", (None, "{bad"))], [], "json_invalid"),
+        (
+            [IMAGE, ("request", (None, '{"categories": ["a"], "categories": ["b"]}'))],
+            ["request"],
+            "repeated_key",
+        ),
+        ([IMAGE, ("request", (None, "{bad"))], ["request"], "json_invalid"),
         ([IMAGE, ("extra", (None, "x"))], ["extra"], "extra_forbidden"),
     ],
     ids=[

@@ -187,9 +187,10 @@ def _service_error(exc: Exception, rpc: str) -> ServiceError:
 
 
 class _Outcome:
-    """Counts a call in the metrics when it has ended: under ``code`` (what its handler set: OK, or the
-    error's status), or CANCELLED when the client cancelled it or went away. Only the call's end knows
-    that: a cancelled stream's requests may simply end, like those of a client that finished."""
+    """Counts a call in the metrics once, when it has ended: under ``code`` (what its handler set: OK, or
+    the error's status), or CANCELLED when gRPC cancelled the call before its handler finished. A handler
+    that finishes anyway (the model was already running it; a cancelled stream's requests simply ended,
+    as a finished client's do) counts as OK: gRPC's server does not tell those apart."""
 
     def __init__(self, servicer: GleeServicer, endpoint: str, context: grpc.aio.ServicerContext) -> None:
         self.code = "OK"

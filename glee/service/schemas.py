@@ -377,7 +377,7 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
         return model.model_validate_json(data)
     except ValidationError as exc:
         details = [
-            {"loc": _client_loc(err["loc"]), "msg": error_message(err), "type": err["type"]}
+            {"loc": _client_loc(err["loc"], root), "msg": error_message(err), "type": err["type"]}
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
         raise SchemaValidationError(
@@ -406,7 +406,7 @@ def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
         return
     if repeated:
         messages = [f"field {key!r} appears more than once" for key in repeated]
-        details = [{"loc": [], "msg": msg, "type": "repeated_key"} for msg in messages]
+        details = [{"loc": _client_loc((), root), "msg": msg, "type": "repeated_key"} for msg in messages]
         raise SchemaValidationError("; ".join(_located([], d["msg"], root) for d in details), details=details)
 
 
@@ -416,9 +416,13 @@ def error_message(err: Mapping[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _client_loc(loc: tuple[int | str, ...]) -> list[int | str]:
+def _client_loc(loc: tuple[int | str, ...], root: str | None) -> list[int | str]:
     """The location as the client wrote it: pydantic adds the prompt kind it dispatched on
-    (``prompts.0.box.box.3``), which is not in the request, so it is dropped (``prompts.0.box.3``)."""
+    (``prompts.0.box.box.3``), which is not in the request, so it is dropped (``prompts.0.box.3``). An
+    error about the whole document (invalid JSON, a repeated key) is located at ``root``, the body or the
+    multipart part it came in, where there is one."""
+    if not loc:
+        return [root] if root else []
     parts = list(loc)
     if len(parts) > 3 and parts[0] == "prompts" and isinstance(parts[1], int) and parts[2] in PROMPT_KINDS:
         del parts[2]
