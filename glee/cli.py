@@ -40,11 +40,12 @@ def _user_error(exc: Exception) -> str | None:
 
     from glee.data.readers import FileFormatError
     from glee.model.checkpoint import CheckpointError
+    from glee.service.schemas import error_message, located
 
     if isinstance(exc, OSError):
         return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
     if isinstance(exc, ValidationError):
-        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        fields = "; ".join(located(e["loc"], error_message(e)) for e in exc.errors())
         return f"invalid {exc.title}: {fields}"
     if isinstance(exc, FileFormatError | CheckpointError):
         return str(exc)

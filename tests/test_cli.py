@@ -26,6 +26,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "boxes.json").write_text(json.dumps(COCO_BOXES_ONLY))
     (root / "bad_config.json").write_text(json.dumps({"max_steps": 1, "lr": -1}))
     (root / "config.json").write_text(json.dumps({"max_steps": 1, "max_minutes": 0}))
+    (root / "no_budget.json").write_text(json.dumps({"max_steps": 0, "max_minutes": 0}))
     (root / "empty.pt").write_bytes(b"")
     (root / "run").mkdir()
     (root / "run" / "checkpoint.pt").write_bytes(b"")
@@ -44,6 +45,11 @@ CASES = {
         ["train", "bad_config.json", "--data", "boxes.json", "--out", "fresh"],
         1,
         "invalid TrainConfig: lr: Input should be greater than 0",
+    ),
+    "a config without a budget": (
+        ["train", "no_budget.json", "--data", "boxes.json", "--out", "fresh"],
+        1,
+        "error: invalid TrainConfig: max_minutes and max_steps are both 0 (no limit)",
     ),
     "a missing config": (
         ["train", "missing.json", "--data", "boxes.json", "--out", "fresh"],

@@ -21,7 +21,10 @@ Seed = Annotated[
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")]
 # An image must hold the largest object the spec allows (a box side of BOX_SIDE[1]).
 MinSize = Annotated[
-    int, typer.Option("--min-size", min=BOX_SIDE[1], help="Smallest image side (px; objects are up to 160).")
+    int,
+    typer.Option(
+        "--min-size", min=BOX_SIDE[1], help=f"Smallest image side (px; objects are up to {BOX_SIDE[1]})."
+    ),
 ]
 MaxSize = Annotated[int, typer.Option("--max-size", min=BOX_SIDE[1], help="Largest image side (px).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

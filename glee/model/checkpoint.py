@@ -195,13 +195,14 @@ def read_checkpoint(path_or_dir: str | os.PathLike[str]) -> Mapping[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:
         raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint: {_load_failure(path, exc)}"
+            f"cannot read {path} as a PyTorch checkpoint: {load_failure(path, exc)}"
         ) from exc
 
 
-def _load_failure(path: Path, exc: Exception) -> str:
-    """``torch.load``'s reason in one line. Its weights-only refusal is a paragraph that advises
-    ``weights_only=False``, which would run code from the file and which no checkpoint of tensors needs."""
+def load_failure(path: Path, exc: Exception) -> str:
+    """``torch.load``'s reason for failing on ``path``, in one line. Its weights-only refusal is a
+    paragraph that advises ``weights_only=False``, which would run code from the file and which no
+    checkpoint of tensors needs."""
     text = str(exc).strip()
     if path.stat().st_size == 0:
         return "the file is empty"

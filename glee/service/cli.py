@@ -56,7 +56,7 @@ def serve_command(
 
     from pydantic import ValidationError
 
-    from glee.service.schemas import error_message
+    from glee.service.schemas import error_message, located
     from glee.service.settings import Settings
 
     flags = {
@@ -79,7 +79,7 @@ def serve_command(
         settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            typer.echo(f"error: {'.'.join(map(str, error['loc']))}: {error_message(error)}", err=True)
+            typer.echo(f"error: {located(error['loc'], error_message(error))}", err=True)
         raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

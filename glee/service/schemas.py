@@ -10,7 +10,7 @@ engine and are 400.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -381,7 +381,7 @@ def parse(model: type[M], data: bytes | str | dict, *, root: str | None = "body"
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
         raise SchemaValidationError(
-            "; ".join(_located(d["loc"], d["msg"], root) for d in details), details=details
+            "; ".join(located(d["loc"], d["msg"], root) for d in details), details=details
         ) from exc
 
 
@@ -407,7 +407,7 @@ def _refuse_repeated_keys(text: bytes | str, root: str | None) -> None:
     if repeated:
         messages = [f"field {key!r} appears more than once" for key in repeated]
         details = [{"loc": _client_loc((), root), "msg": msg, "type": "repeated_key"} for msg in messages]
-        raise SchemaValidationError("; ".join(_located([], d["msg"], root) for d in details), details=details)
+        raise SchemaValidationError("; ".join(located([], d["msg"], root) for d in details), details=details)
 
 
 def error_message(err: Mapping[str, Any]) -> str:
@@ -429,6 +429,8 @@ def _client_loc(loc: tuple[int | str, ...], root: str | None) -> list[int | str]
     return parts
 
 
-def _located(loc: list[int | str], message: str, root: str | None) -> str:
+def located(loc: Sequence[int | str], message: str, root: str | None = None) -> str:
+    """``message`` prefixed with where it applies: the dotted field path, else ``root`` (the body or a
+    multipart part), else nothing."""
     where = ".".join(map(str, loc)) or root
     return f"{where}: {message}" if where else message

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glee.model.checkpoint import CheckpointError, load_checkpoint, save_pretrained
+from glee.model.checkpoint import CheckpointError, load_checkpoint, load_failure, save_pretrained
 from glee.model.glee import GleeModel, TextPrompt, VisualPrompt, build_glee
 from glee.train import class_stage, relation_stage
 from glee.train.cache import Cache, load_or_build
@@ -503,9 +503,7 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} is not a glee training checkpoint: {exc or type(exc).__name__}"
-        ) from exc
+        raise CheckpointError(f"{path} is not a glee training checkpoint: {load_failure(path, exc)}") from exc
     missing = [
         k for k in ("config", "model", "step", "elapsed") if not isinstance(state, dict) or k not in state
     ]
