@@ -29,6 +29,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "no_budget.json").write_text(json.dumps({"max_steps": 0, "max_minutes": 0}))
     (root / "empty.pt").write_bytes(b"")
     (root / "run").mkdir()
+    (root / "old").mkdir()
+    (root / "old" / "annotations.json").write_text("{}")
     (root / "run" / "checkpoint.pt").write_bytes(b"")
     return root
 
@@ -86,6 +88,16 @@ CASES = {
         ["eval", "boxes.json", "--images", ".", "--out", "."],
         2,
         "directory",
+    ),
+    "a synth into an existing dataset": (
+        ["data", "synth", "images", "old", "-n", "1", "-w", "1", "-q"],
+        1,
+        "old already holds a dataset (annotations.json); choose another directory or pass --overwrite",
+    ),
+    "a crossing probability that is NaN": (
+        ["data", "synth", "videos", "fresh", "--crossing", "nan"],
+        2,
+        "must be a probability in [0, 1], not nan",
     ),
     "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
     "a model path without weights": (["serve", "--model", "nope"], 1, "no converted GLEE weights at nope"),

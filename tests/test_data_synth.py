@@ -247,6 +247,17 @@ def test_same_seed_gives_identical_files(tmp_path, image_dataset):
     assert (other / "images" / "000000.png").read_bytes() != (out / "images" / "000000.png").read_bytes()
 
 
+def test_an_existing_dataset_is_refused_or_replaced_whole(tmp_path):
+    out = tmp_path / "data"
+    write_images(out, 3, seed=5, workers=1, progress=False)
+    with pytest.raises(FileExistsError, match="already holds a dataset"):
+        write_images(out, 2, seed=6, workers=1, progress=False)
+    assert len(list((out / "images").iterdir())) == 3  # the refused call touched nothing
+    write_images(out, 2, seed=6, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png", "000001.png"]
+    assert json.loads((out / "annotations.json").read_text())["info"]["seed"] == 6
+
+
 def test_coco_files_round_trip(image_dataset):
     out, summary = image_dataset
     data = json.loads((out / "annotations.json").read_text())

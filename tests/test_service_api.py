@@ -155,6 +155,10 @@ def test_health_readiness_models_metrics_and_openapi(servers: Servers, rest_a: h
     assert {"/v1/ground", "/v1/segment", "/v1/sessions", "/v1/sessions/{session_id}/frames"} <= set(
         spec["paths"]
     )
+    assert httpx.get(f"{servers.a.http}/no/such/path").status_code == 404
+    metrics = httpx.get(f"{servers.a.http}/metrics").text
+    assert 'glee_requests_total{code="200",endpoint="/openapi.json",protocol="http"}' in metrics
+    assert 'glee_requests_total{code="404",endpoint="unmatched",protocol="http"}' in metrics
 
 
 def test_grpc_health_and_reflection(servers: Servers) -> None:

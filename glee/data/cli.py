@@ -28,6 +28,10 @@ MinSize = Annotated[
 ]
 MaxSize = Annotated[int, typer.Option("--max-size", min=BOX_SIDE[1], help="Largest image side (px).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Delete a dataset already in the output directory (else an error)."),
+]
 RefMargins = Annotated[
     bool,
     typer.Option(
@@ -45,6 +49,13 @@ LogSizes = Annotated[
 ]
 
 
+def _probability(value: float) -> float:
+    # A range check alone lets NaN through to a misleading "<= 1" message; NaN fails this comparison.
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"must be a probability in [0, 1], not {value}")
+    return value
+
+
 def _check_sizes(min_size: int, max_size: int) -> None:
     if min_size > max_size:
         raise typer.BadParameter(f"--min-size {min_size} is larger than --max-size {max_size}")
@@ -60,6 +71,7 @@ def synth_images(
     ref_margins: RefMargins = True,
     log_sizes: LogSizes = False,
     quiet: Quiet = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Still images: OUT/images/*.png and OUT/annotations.json (COCO + RefCOCO-style refs)."""
     from glee.data.scenes import SceneConfig
@@ -67,7 +79,9 @@ def synth_images(
 
     _check_sizes(min_size, max_size)
     config = SceneConfig(min_size=min_size, max_size=max_size, ref_margins=ref_margins, log_sizes=log_sizes)
-    s = write_images(out_dir, num, seed, workers=workers, config=config, progress=not quiet)
+    s = write_images(
+        out_dir, num, seed, workers=workers, config=config, progress=not quiet, overwrite=overwrite
+    )
     typer.echo(
         f"wrote {s.items} images, {s.objects} objects, {s.referred} referred objects, "
         f"{s.sentences} sentences to {s.annotation_file} "
@@ -91,12 +105,12 @@ def synth_videos(
         float,
         typer.Option(
             "--crossing",
-            min=0.0,
-            max=1.0,
+            callback=_probability,
             help="Probability that an object is aimed to cross an earlier object's path (more occlusion).",
         ),
     ] = 0.0,
     quiet: Quiet = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Videos: OUT/frames/<video>/*.png and OUT/annotations.json (YouTube-VIS 2019 + expressions)."""
     from glee.data.videos import VideoConfig
@@ -117,7 +131,14 @@ def synth_videos(
         crossing=crossing,
     )
     s = write_videos(
-        out_dir, num, seed, workers=workers, config=config, frame_format=frame_format, progress=not quiet
+        out_dir,
+        num,
+        seed,
+        workers=workers,
+        config=config,
+        frame_format=frame_format,
+        progress=not quiet,
+        overwrite=overwrite,
     )
     typer.echo(
         f"wrote {s.items} videos, {s.objects} objects, {s.instances} per-frame masks, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,27 @@ def _dump(dataset: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(dataset, separators=(",", ":")))
 
 
+def _prepare(out: Path, subdir: str, overwrite: bool) -> None:
+    """Make OUT ready for a new dataset, never mixing it with an old one.
+
+    Writing into an earlier dataset would leave its extra files behind (a smaller `num` keeps the old
+    higher-numbered images beside the new annotations), so an existing dataset is refused unless
+    `overwrite` says to delete it first.
+    """
+    old = [p for p in (out / ANNOTATION_FILE, out / subdir) if p.exists()]
+    if old and not overwrite:
+        names = ", ".join(p.name for p in old)
+        raise FileExistsError(
+            f"{out} already holds a dataset ({names}); choose another directory or pass --overwrite"
+        )
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    (out / subdir).mkdir(parents=True)
+
+
 def _info(kind: str, seed: int, num: int, config: Any, **extra: Any) -> dict[str, Any]:
     return {
         "description": f"glee synthetic shapes {kind}",
@@ -97,11 +119,15 @@ def write_images(
     workers: int = 2,
     config: SceneConfig = SceneConfig(),
     progress: bool = True,
+    overwrite: bool = False,
 ) -> SynthSummary:
-    """Generate `num` scenes into OUT/images and OUT/annotations.json (COCO + `refs`)."""
+    """Generate `num` scenes into OUT/images and OUT/annotations.json (COCO + `refs`).
+
+    An existing dataset in OUT is an error, or deleted first with `overwrite`.
+    """
     start = time.perf_counter()
     out = Path(out_dir)
-    (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    _prepare(out, IMAGE_DIR, overwrite)
     jobs = [(seed, i, config, str(out)) for i in range(num)]
     records = run_ordered(_image_job, jobs, workers, "images", progress)
     images: list[dict[str, Any]] = []
@@ -147,13 +173,17 @@ def write_videos(
     config: VideoConfig = VideoConfig(),
     frame_format: str = "png",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> SynthSummary:
-    """Generate `num` videos into OUT/frames and OUT/annotations.json (YouTube-VIS 2019 + `expressions`)."""
+    """Generate `num` videos into OUT/frames and OUT/annotations.json (YouTube-VIS 2019 + `expressions`).
+
+    An existing dataset in OUT is an error, or deleted first with `overwrite`.
+    """
     if frame_format not in FRAME_FORMATS:
         raise ValueError(f"frame_format must be one of {FRAME_FORMATS}, not {frame_format!r}")
     start = time.perf_counter()
     out = Path(out_dir)
-    (out / FRAME_DIR).mkdir(parents=True, exist_ok=True)
+    _prepare(out, FRAME_DIR, overwrite)
     jobs = [(seed, i, config, str(out), frame_format) for i in range(num)]
     records = run_ordered(_video_job, jobs, workers, "videos", progress)
     videos: list[dict[str, Any]] = []

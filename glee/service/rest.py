@@ -16,13 +16,12 @@ from fastapi import APIRouter, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glee.service.auth import check_api_key
@@ -416,7 +415,7 @@ def create_app(engine: Engine) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(api)
-    routes.extend(route for route in (*app.routes, *api.routes) if isinstance(route, APIRoute))
+    routes.extend(route for route in app.routes if isinstance(route, Route))  # the docs' routes too
     _document_bodies(app)
     return app
 
