@@ -415,7 +415,8 @@ def create_app(engine: Engine) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(api)
-    routes.extend(route for route in app.routes if isinstance(route, Route))  # the docs' routes too
+    # The docs' routes are plain Routes; the /v1 routes are found in `api` (FastAPI nests included routers).
+    routes.extend(route for route in (*app.routes, *api.routes) if isinstance(route, Route))
     _document_bodies(app)
     return app
 
