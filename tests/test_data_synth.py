@@ -256,6 +256,8 @@ def test_an_existing_dataset_is_refused_or_replaced_whole(tmp_path):
     write_images(out, 2, seed=6, workers=1, progress=False, overwrite=True)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png", "000001.png"]
     assert json.loads((out / "annotations.json").read_text())["info"]["seed"] == 6
+    write_videos(out, 1, seed=7, workers=1, progress=False, overwrite=True)  # no image of the old kind stays
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "frames"]
 
 
 def test_coco_files_round_trip(image_dataset):

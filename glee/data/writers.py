@@ -84,10 +84,10 @@ def _prepare(out: Path, subdir: str, overwrite: bool) -> None:
     """Make OUT ready for a new dataset, never mixing it with an old one.
 
     Writing into an earlier dataset would leave its extra files behind (a smaller `num` keeps the old
-    higher-numbered images beside the new annotations), so an existing dataset is refused unless
-    `overwrite` says to delete it first.
+    higher-numbered images beside the new annotations), so an existing dataset of either kind is refused
+    unless `overwrite` says to delete it first.
     """
-    old = [p for p in (out / ANNOTATION_FILE, out / subdir) if p.exists()]
+    old = [p for p in (out / ANNOTATION_FILE, out / IMAGE_DIR, out / FRAME_DIR) if p.exists()]
     if old and not overwrite:
         names = ", ".join(p.name for p in old)
         raise FileExistsError(
