@@ -99,6 +99,11 @@ CASES = {
         2,
         "must be a probability in [0, 1], not nan",
     ),
+    "a score threshold that is NaN": (
+        ["eval", "boxes.json", "--images", ".", "--score-threshold", "nan"],
+        2,
+        "'--score-threshold': must be a probability in [0, 1]",
+    ),
     "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
     "a model path without weights": (["serve", "--model", "nope"], 1, "no converted GLEE weights at nope"),
     "a device this machine lacks": (["serve", "--device", "cuda:7"], 1, "device 'cuda:7' is not usable here"),

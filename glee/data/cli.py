@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from glee.cli_params import probability
 from glee.data.spec import BOX_SIDE
 
 OutDir = Annotated[Path, typer.Argument(help="Output directory (created if missing).")]
@@ -47,13 +48,6 @@ LogSizes = Annotated[
         help="Object sizes (box side 20-160 px) drawn log-uniformly, so more small objects, or uniformly.",
     ),
 ]
-
-
-def _probability(value: float) -> float:
-    # A range check alone lets NaN through to a misleading "<= 1" message; NaN fails this comparison.
-    if not 0.0 <= value <= 1.0:
-        raise typer.BadParameter(f"must be a probability in [0, 1], not {value}")
-    return value
 
 
 def _check_sizes(min_size: int, max_size: int) -> None:
@@ -105,7 +99,7 @@ def synth_videos(
         float,
         typer.Option(
             "--crossing",
-            callback=_probability,
+            callback=probability,
             help="Probability that an object is aimed to cross an earlier object's path (more occlusion).",
         ),
     ] = 0.0,

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from glee.cli_params import probability
+
 _out = Console()
 _err = Console(stderr=True)
 
@@ -72,8 +74,7 @@ def eval_command(
     score_threshold: Annotated[
         float | None,
         typer.Option(
-            min=0.0,
-            max=1.0,
+            callback=probability,
             help="Videos: the sessions' score threshold (births, RVOS acquisition; default 0.3, RVOS 0).",
         ),
     ] = None,
