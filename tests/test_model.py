@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
@@ -375,17 +376,69 @@ def test_class_refinement_starts_as_plain_glee_and_changes_category_logits_only(
         refined.predictor.class_refine.layers[-1].weight.normal_(0.0, 0.5)
     after = refined.forward_raw(pixels, categories=categories)["pred_logits"]
     assert (after - before).abs().max() > 1e-3
-    sentence = "the leftmost circle"
+    _same_logits(refined, plain, pixels, expression="the leftmost circle")
+    _same_logits(refined, plain, pixels, prompt_mask=_box_prompt(64, 96), prompt_type="box")
+
+
+def _box_prompt(h: int, w: int) -> torch.Tensor:
+    """[1, h, w] one rectangle prompt (h, w > 30, 50)."""
+    mask = torch.zeros(1, h, w, dtype=torch.bool)
+    mask[0, 20:30, 40:50] = True
+    return mask
+
+
+def _same_logits(a: torch.nn.Module, b: torch.nn.Module, pixels: torch.Tensor, **prompt: object) -> None:
+    """Two models' last-layer logits for one prompt (``forward_raw``'s keywords) are the same."""
     torch.testing.assert_close(
-        refined.forward_raw(pixels, expression=sentence)["pred_logits"],
-        plain.forward_raw(pixels, expression=sentence)["pred_logits"],
+        a.forward_raw(pixels, **prompt)["pred_logits"], b.forward_raw(pixels, **prompt)["pred_logits"]
     )
-    prompt = torch.zeros(1, 64, 96, dtype=torch.bool)
-    prompt[0, 20:30, 40:50] = True
-    torch.testing.assert_close(
-        refined.forward_raw(pixels, prompt_mask=prompt, prompt_type="box")["pred_logits"],
-        plain.forward_raw(pixels, prompt_mask=prompt, prompt_type="box")["pred_logits"],
+
+
+def test_grounding_reads_a_share_of_the_class_refinement() -> None:
+    """With ground_refine_weight w, a sentence's logits move by w x scale x (cosine of the refined projection
+    to the sentence - cosine of the plain one) after the relation head, which reads the logits without it;
+    category logits and a visual prompt's do not move; a weight without a refinement, or below 0, is
+    refused."""
+    cfg = dataclasses.replace(
+        get_config("demo"), ground_relation_layers=1, class_refine=True, class_refine_shape=4
     )
+    torch.manual_seed(0)
+    base = build_glee(cfg).eval()
+    with torch.no_grad():
+        base.predictor.class_refine.layers[-1].weight.normal_(0.0, 0.5)
+        base.predictor.ground_relation.out.weight.normal_(0.0, 0.5)
+    weighted = build_glee(dataclasses.replace(cfg, ground_refine_weight=0.5)).eval()
+    weighted.load_state_dict(base.state_dict())
+    images = base.normalize_and_pad(torch.rand(1, 3, 64, 96) * 255)
+    prompt = base.expression_prompt("the leftmost circle")
+    with torch.no_grad():
+        before = base.run(images, [prompt]).decoder
+        after = weighted.run(images, [prompt]).decoder
+        head = base.predictor
+        d = head.decoder_norm(after.track_embed)
+        refined = d @ head.category_embed + head.class_refine(torch.cat([d, after.mask_shape], -1))
+        cos = [F.cosine_similarity(p, prompt.sentence, dim=-1) for p in (refined, after.last.class_proj)]
+        related = head.relate(
+            after.track_embed,
+            after.last.boxes,
+            after.mask_area,
+            after.ground_logits,
+            prompt.grounding_tokens[None],
+            prompt.grounding_mask[None],
+        )
+    assert after.mask_shape is not None and before.mask_shape is None
+    change = 0.5 * head.logit_scale.exp() * (cos[0] - cos[1])
+    assert change.abs().max() > 1e-2
+    torch.testing.assert_close(after.ground_logits, before.ground_logits)
+    torch.testing.assert_close(after.last.logits[..., 0], related + change)
+
+    pixels = torch.rand(1, 3, 64, 96) * 255
+    _same_logits(weighted, base, pixels, categories=["circle", "object"])
+    _same_logits(weighted, base, pixels, prompt_mask=_box_prompt(64, 96), prompt_type="box")
+    with pytest.raises(ValueError, match="ground_refine_weight needs class_refine"):
+        dataclasses.replace(get_config("demo"), ground_refine_weight=0.5)
+    with pytest.raises(ValueError, match="ground_refine_weight must be >= 0"):
+        dataclasses.replace(cfg, ground_refine_weight=float("nan"))
 
 
 def test_prompt_agreement_scores_each_mask_by_how_it_fits_the_prompt() -> None:

@@ -80,6 +80,12 @@ class GleeConfig:
     # With class_refine: the MLP also reads each query's mask sampled on a class_refine_shape x
     # class_refine_shape grid over its box (``layers.mask_crops``; 0 = the query alone).
     class_refine_shape: int = 0
+    # Grounding logits, after the relation head, get this share of what the class refinement changes in the
+    # queries' match to the sentence (``ObjectDecoder.refinement_change``; needs class_refine). The
+    # refinement is fitted on category names and a sentence's noun is one: it names small objects better
+    # than the plain projection does. After the head, so that a relation stage's samples and fit do not
+    # depend on it. 0 = grounding without it.
+    ground_refine_weight: float = 0.0
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256
@@ -115,6 +121,10 @@ class GleeConfig:
         problems = [f"{name} must be >= 0" for name in counts if getattr(self, name) < 0]
         if self.class_refine_shape and not self.class_refine:
             problems.append("class_refine_shape needs class_refine")
+        if not self.ground_refine_weight >= 0:
+            problems.append("ground_refine_weight must be >= 0")
+        elif self.ground_refine_weight and not self.class_refine:
+            problems.append("ground_refine_weight needs class_refine")
         if self.mask_guided_radius is not None and self.mask_guided_radius <= 0:
             problems.append("mask_guided_radius must be > 0 (or null for the official masks)")
         if self.mask_guided_eps <= 0:

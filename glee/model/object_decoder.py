@@ -182,6 +182,7 @@ class ObjectDecoder(nn.Module):
             )
         self.class_refine: MLP | None = None
         self.class_refine_shape = cfg.class_refine_shape if cfg.class_refine else 0
+        self.ground_refine_weight = cfg.ground_refine_weight
         if cfg.class_refine:
             # Zero-initialised: the model's category logits are unchanged until the head is trained.
             self.class_refine = MLP(d + self.class_refine_shape**2, d, d, 2)
@@ -233,6 +234,15 @@ class ObjectDecoder(nn.Module):
         d = self.decoder_norm(normed)
         inputs = d if shape is None else torch.cat([d, shape.to(d.dtype)], -1)
         return self.class_logits(d @ self.category_embed + self.class_refine(inputs), prompt)
+
+    def refinement_change(
+        self, normed: Tensor, plain: LayerPrediction, prompt: QueryPrompt, shape: Tensor | None
+    ) -> Tensor:
+        """[B, Q] what the class refinement changes in the sentence logits of single-normed queries
+        [B, Q, D] whose plain head outputs are ``plain`` (``ground_refine_weight``): the refined projection's
+        match to the sentence minus the plain one's, box terms left out (they are the same in both)."""
+        refined = self.refined_class_logits(normed, prompt, shape)
+        return (refined - self.class_logits(plain.class_proj, prompt))[..., 0]
 
     def relate(
         self,
@@ -326,33 +336,32 @@ class ObjectDecoder(nn.Module):
                 if i < n_layers - 1:
                     aux.append(pred)
             ref = new_ref.detach()
-        last = slice_queries(pred, num_dn, None)
+        last = plain = slice_queries(pred, num_dn, None)
+        queries = normed[:, num_dn:]
+        grounding = prompt.sentence_tokens is not None
         mask_area = ground_logits = None
-        if self.ground_relation is not None and prompt.sentence_tokens is not None:
+        if self.ground_relation is not None and grounding:
             if mask_features is None:
                 raise ValueError("the grounding relation head needs the mask features")
             mask_area = mask_areas(last.mask_embed, mask_features, last.boxes, self.mask_box_margin)
             ground_logits = last.logits[..., 0]
             related = self.relate(
-                normed[:, num_dn:],
-                last.boxes,
-                mask_area,
-                ground_logits,
-                prompt.sentence_tokens,
-                prompt.sentence_mask,
+                queries, last.boxes, mask_area, ground_logits, prompt.sentence_tokens, prompt.sentence_mask
             )
             last = replace(last, logits=related[..., None])
+        refine_classes = prompt.class_embeddings is not None and not prompt.select_by_confidence
+        refine_ground = grounding and self.ground_refine_weight > 0
         mask_shape = None
-        if (
-            self.class_refine is not None
-            and prompt.class_embeddings is not None
-            and not prompt.select_by_confidence
-        ):
+        if self.class_refine is not None and (refine_classes or refine_ground):
             if self.class_refine_shape:
                 if mask_features is None:
                     raise ValueError("the class refinement's mask crops need the mask features")
                 mask_shape = mask_crops(last.mask_embed, mask_features, last.boxes, self.class_refine_shape)
-            last = replace(last, logits=self.refined_class_logits(normed[:, num_dn:], prompt, mask_shape))
+            if refine_classes:
+                last = replace(last, logits=self.refined_class_logits(queries, prompt, mask_shape))
+            else:
+                change = self.refinement_change(queries, plain, prompt, mask_shape)
+                last = replace(last, logits=last.logits + self.ground_refine_weight * change[..., None])
         return DecoderOutput(
             last=last,
             track_embed=normed[:, num_dn:],
