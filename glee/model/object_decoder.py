@@ -364,7 +364,7 @@ class ObjectDecoder(nn.Module):
                 last = replace(last, logits=last.logits + self.ground_refine_weight * change[..., None])
         return DecoderOutput(
             last=last,
-            track_embed=normed[:, num_dn:],
+            track_embed=queries,
             selected_index=topk,
             selection_scores=select,
             aux=aux,
