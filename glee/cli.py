@@ -11,6 +11,8 @@ import sys
 
 import typer
 
+from glee.cli_params import one_line
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="glee-serve: GLEE behind an API.")
 
 # Each module defines ``register(app: typer.Typer) -> None``.
@@ -42,13 +44,11 @@ def _user_error(exc: Exception) -> str | None:
     from glee.model.checkpoint import CheckpointError
     from glee.service.schemas import error_message, located
 
-    if isinstance(exc, OSError):
-        return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
     if isinstance(exc, ValidationError):
         fields = "; ".join(located(e["loc"], error_message(e)) for e in exc.errors())
         return f"invalid {exc.title}: {fields}"
-    if isinstance(exc, FileFormatError | CheckpointError):
-        return str(exc)
+    if isinstance(exc, OSError | FileFormatError | CheckpointError):
+        return one_line(exc)
     return None
 
 

@@ -1,4 +1,4 @@
-"""Parameter checks shared by the ``glee`` command areas (light: imports only typer)."""
+"""Parameter checks and messages shared by the ``glee`` command areas (light: imports only typer)."""
 
 from __future__ import annotations
 
@@ -11,3 +11,11 @@ def probability(value: float | None) -> float | None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise typer.BadParameter(f"must be a probability in [0, 1], not {value}")
     return value
+
+
+def one_line(exc: Exception) -> str:
+    """An error's reason as a ``glee`` command prints it. An OSError's own text carries its errno and
+    quotes the path (``[Errno 2] No such file or directory: '/x'``); its parts read better."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc)

@@ -6,6 +6,7 @@ in the model-zoo layout, so a successful load is checked bit for bit against the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -320,3 +321,107 @@ def test_cli_convert(demo_state: dict[str, torch.Tensor], tmp_path: Path) -> Non
     assert "conversion failed" in result.stderr
     assert key in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+# --- damaged files: one clear error that names the file -------------------------------------------
+
+
+def _truncated_safetensors(path: Path) -> None:
+    save_file({"weight": torch.zeros(64)}, path)
+    path.write_bytes(path.read_bytes()[:40])
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "reason"),
+    [
+        ("garbage.safetensors", lambda p: p.write_bytes(b"\xff" * 64), "as a safetensors file: .*header"),
+        ("cut.safetensors", _truncated_safetensors, "as a safetensors file: "),
+        ("list.pth", lambda p: torch.save([1, 2, 3], p), "the checkpoint is a list, not a mapping"),
+    ],
+)
+def test_damaged_checkpoints_are_refused_naming_the_file(
+    name: str, write: Callable[[Path], None], reason: str, tmp_path: Path
+) -> None:
+    write(tmp_path / name)
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(tmp_path / name))}.*{reason}"):
+        load_checkpoint(torch.nn.Linear(1, 1), tmp_path / name)
+
+
+def _demo_config_document(**changes: object) -> dict:
+    return {**get_config("demo").to_dict(), "metadata": {"format": "glee-serve/1"}, **changes}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("nope", "is not a converted GLEE config: not valid JSON"),
+        (json.dumps(_demo_config_document(hidden_dim="abc")), 'GleeConfig.hidden_dim must be int, not "abc"'),
+        (json.dumps(_demo_config_document(early_fusion=1)), "GleeConfig.early_fusion must be bool, not 1"),
+        (
+            json.dumps(_demo_config_document(backbone={"depths": [2, 2]})),
+            re.escape("GleeConfig.backbone.depths must be tuple[int, int, int, int], not [2, 2]"),
+        ),
+        (json.dumps(_demo_config_document(text=3)), "GleeConfig.text must be an object, not 3"),
+        (json.dumps(_demo_config_document(metadata=[])), "'metadata' is a list, not an object"),
+    ],
+)
+def test_a_bad_config_json_is_refused_naming_the_file_and_field(
+    text: str, reason: str, tmp_path: Path
+) -> None:
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(
+        (ValueError, CheckpointError), match=f"{re.escape(str(tmp_path / 'config.json'))}.*{reason}"
+    ):
+        read_pretrained_config(tmp_path)
+
+
+def test_a_config_json_of_the_right_types_still_loads(tmp_path: Path) -> None:
+    """Integers where floats are expected are numbers, null where a field allows None."""
+    document = _demo_config_document(mask_guided_radius=8, mask_box_margin=None)
+    (tmp_path / "config.json").write_text(json.dumps(document))
+    config, _ = read_pretrained_config(tmp_path)
+    assert config == dataclasses.replace(get_config("demo"), mask_guided_radius=8, mask_box_margin=None)
+
+
+@pytest.fixture
+def trained_demo_dir(tmp_path: Path) -> Path:
+    """A converted directory whose config differs from the demo variant's defaults (extra heads), as the
+    shipped glee-demo does."""
+    config = dataclasses.replace(get_config("demo"), class_refine=True, ground_relation_layers=1)
+    torch.manual_seed(0)
+    return save_pretrained(build_glee(config), tmp_path / "trained", config)
+
+
+@pytest.mark.parametrize("variant", [None, "demo"])
+def test_a_converted_directory_is_reconverted_with_its_own_config(
+    trained_demo_dir: Path, variant: str | None, tmp_path: Path
+) -> None:
+    report = convert(trained_demo_dir, tmp_path / "fp16", variant=variant, dtype="float16", progress=False)
+    assert report.ok
+    config, metadata = read_pretrained_config(tmp_path / "fp16")
+    assert config == read_pretrained_config(trained_demo_dir)[0]
+    assert metadata["dtype"] == "float16"
+
+
+def test_a_variant_that_contradicts_a_converted_directory_is_refused(
+    trained_demo_dir: Path, tmp_path: Path
+) -> None:
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(
+        app, ["convert", str(trained_demo_dir), str(tmp_path / "out"), "--variant", "lite"]
+    )
+    assert result.exit_code == 1
+    assert "holds a 'demo' model (its config.json), not 'lite'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_convert_prints_a_reason_with_brackets_whole(tmp_path: Path) -> None:
+    """rich would read "[int, int, int, int]" in a message as markup and drop it."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "config.json").write_text(json.dumps(_demo_config_document(pixel_mean=[1, 2])))
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "src"), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "GleeConfig.pixel_mean must be tuple[float, float, float], not [1, 2]" in result.stderr

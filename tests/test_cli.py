@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "glee" / "weights" / "glee-demo" / "config.json"
+POLYGON = [[0, 0, 2, 0, 2, 2, 0, 2]]
 COCO_BOXES_ONLY = {
     "images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 4}],
     "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 2, 2], "category_id": 1}],
@@ -26,12 +28,35 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "boxes.json").write_text(json.dumps(COCO_BOXES_ONLY))
     (root / "bad_config.json").write_text(json.dumps({"max_steps": 1, "lr": -1}))
     (root / "config.json").write_text(json.dumps({"max_steps": 1, "max_minutes": 0}))
+    (root / "bad_override.json").write_text(
+        json.dumps({"max_steps": 1, "model_overrides": {"hidden_dim": "abc"}})
+    )
     (root / "no_budget.json").write_text(json.dumps({"max_steps": 0, "max_minutes": 0}))
     (root / "empty.pt").write_bytes(b"")
     (root / "run").mkdir()
     (root / "old").mkdir()
     (root / "old" / "annotations.json").write_text("{}")
     (root / "run" / "checkpoint.pt").write_bytes(b"")
+    masks = {
+        **COCO_BOXES_ONLY,
+        "annotations": [{**COCO_BOXES_ONLY["annotations"][0], "segmentation": POLYGON}],
+    }
+    (root / "masks.json").write_text(json.dumps(masks))
+    bogus = {**masks, "annotations": [{**masks["annotations"][0], "segmentation": "bogus"}]}
+    (root / "bogus_seg.json").write_text(json.dumps(bogus))
+    (root / "no_images").mkdir()
+    (root / "no_images" / "annotations.json").write_text(
+        json.dumps(dict(images=[], annotations=[], categories=[]))
+    )
+    (root / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    for name, config, weights in (
+        ("not_json", "nope", b""),
+        ("bad_type", json.dumps({"hidden_dim": "abc"}), b""),
+        ("corrupt", DEMO_CONFIG.read_text(), b"\xff" * 64),
+    ):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(config)
+        (root / name / "model.safetensors").write_bytes(weights)
     return root
 
 
@@ -107,6 +132,71 @@ CASES = {
     "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
     "a model path without weights": (["serve", "--model", "nope"], 1, "no converted GLEE weights at nope"),
     "a device this machine lacks": (["serve", "--device", "cuda:7"], 1, "device 'cuda:7' is not usable here"),
+    "a served model whose config is not JSON": (
+        ["serve", "--model", "not_json"],
+        1,
+        "error: not_json/config.json is not a converted GLEE config: not valid JSON",
+    ),
+    "a served model config with a wrong type": (
+        ["serve", "--model", "bad_type"],
+        1,
+        'GleeConfig.hidden_dim must be int, not "abc"',
+    ),
+    "served weights that are not safetensors": (
+        ["serve", "--model", "corrupt"],
+        1,
+        "error: cannot read corrupt/model.safetensors as a safetensors file",
+    ),
+    "an eval task list that names nothing": (
+        ["eval", "boxes.json", "--images", ".", "--tasks", ","],
+        2,
+        "names no task",
+    ),
+    "a fetch into a path that cannot be a directory": (
+        ["weights", "fetch", "lite-joint", "--dest", "list.json/w", "--no-progress"],
+        1,
+        "fetch failed: Not a directory: list.json/w",
+    ),
+    "a safetensors file of garbage": (
+        ["convert", "garbage.safetensors", "out"],
+        1,
+        "conversion failed: cannot read garbage.safetensors as a safetensors file: Error while deserializing",
+    ),
+    "model weights that are not safetensors": (
+        ["eval", "masks.json", "--images", ".", "--model", "corrupt"],
+        1,
+        "error: cannot read corrupt/model.safetensors as a safetensors file",
+    ),
+    "a model config that is not JSON": (
+        ["eval", "masks.json", "--images", ".", "--model", "not_json"],
+        1,
+        "error: not_json/config.json is not a converted GLEE config: not valid JSON",
+    ),
+    "a model config with a wrong type": (
+        ["eval", "masks.json", "--images", ".", "--model", "bad_type"],
+        1,
+        'error: bad_type/config.json: GleeConfig.hidden_dim must be int, not "abc"',
+    ),
+    "an annotation with a malformed mask": (
+        ["eval", "bogus_seg.json", "--images", ".", "--tasks", "detect"],
+        1,
+        "error: bogus_seg.json: annotation 7 has 'segmentation' \"bogus\", which is not polygons or an RLE",
+    ),
+    "training data with a malformed mask": (
+        ["train", "config.json", "--data", "bogus_seg.json", "--out", "fresh"],
+        1,
+        "error: bogus_seg.json: annotation 7 has 'segmentation' \"bogus\"",
+    ),
+    "a training config whose model override has a wrong type": (
+        ["train", "bad_override.json", "--data", "boxes.json", "--out", "fresh"],
+        1,
+        'GleeConfig.hidden_dim must be int, not "abc"',
+    ),
+    "training data without images": (
+        ["train", "config.json", "--data", "no_images", "--out", "fresh"],
+        1,
+        "error: no_images/annotations.json has no images: nothing to train on",
+    ),
 }
 
 

@@ -75,6 +75,8 @@ def test_predictor_finds_segments_and_grounds_the_right_objects(
                    "the yellow triangle": "yellow triangle"}  # fmt: skip
     for expression, answer in zip(expressions, predictor.ground(scene.image, list(expressions)), strict=True):
         assert mask_pair_iou(answer.masks[0], scene.masks[expressions[expression]]) >= MIN_IOU, expression
+        # A right answer's score says so: its match to the sentence, not the relation head's rank (~1e-5).
+        assert answer.scores[0] >= 0.1, (expression, answer.scores[0])
     prompts = {
         "red circle": {"points": [[70, 75], [180, 160]], "labels": [1, 0]},
         "blue square": {"box": scene.box("blue square")},

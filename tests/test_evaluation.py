@@ -159,6 +159,18 @@ def test_coco_ap_mask_and_box_differ_when_only_the_box_is_right():
     assert out["segm"]["AP75"] == pytest.approx(0.0)
 
 
+def test_coco_ap_of_ground_truth_without_areas_uses_the_mask_areas():
+    """COCOeval reads every annotation's area (APs/m/l); the readers accept files that leave it out."""
+    small, medium = rect(5, 15, 5, 15), rect(0, 64, 0, 64)  # 100 and 4096 pixels
+    gt = coco_gt([(1, small, "circle", "red"), (1, medium, "square", "blue")])
+    for ann in gt["annotations"]:
+        del ann["area"]
+    res = result([box_of(small), box_of(medium)], [0.9, 0.8], ["circle", "square"], [small, medium])
+    out = coco_ap(gt, result_to_detections(res, 1, {"circle": 1, "square": 2}))
+    assert out["segm"]["APs"] == pytest.approx(1.0) and out["segm"]["APm"] == pytest.approx(1.0)
+    assert out["segm"]["APl"] is None and "area" not in gt["annotations"][0]
+
+
 def test_coco_ap_restricted_to_evaluated_images_and_empty_detections():
     m = rect(5, 15, 5, 15)
     gt = coco_gt([(1, m, "circle", "red"), (2, m, "circle", "red")], image_ids=(1, 2))

@@ -198,6 +198,14 @@ def test_bad_images_and_texts_are_rejected(predictor: GleePredictor) -> None:
         predictor.detect(np.zeros((10, 10, 3), np.uint8), [])
     with pytest.raises(InputError):
         predictor.ground(np.zeros((10, 10, 3), np.uint8), ["  "])
+    # GLEE's tokenizer would cut these at 77 tokens and answer the sentence's beginning instead.
+    long = " ".join(["red"] * 76)
+    assert predictor.model.tokenizer.length(long[4:]) == 77
+    predictor.ground(np.zeros((10, 10, 3), np.uint8), [long[4:]])
+    with pytest.raises(InputError, match=r"expressions\[1\] is 78 tokens long .* at most 77"):
+        predictor.ground(np.zeros((10, 10, 3), np.uint8), ["circle", long])
+    with pytest.raises(InputError, match=r"categories\[0\] is 79 tokens long"):
+        predictor.detect(np.zeros((10, 10, 3), np.uint8), [long + " red"])
 
 
 def test_text_cache_gives_identical_results(predictor: GleePredictor) -> None:
@@ -431,6 +439,9 @@ def test_grounding_reads_a_share_of_the_class_refinement() -> None:
     assert change.abs().max() > 1e-2
     torch.testing.assert_close(after.ground_logits, before.ground_logits)
     torch.testing.assert_close(after.last.logits[..., 0], related + change)
+    # The answer's probability reads the match to the sentence, with the refinement but not the head.
+    torch.testing.assert_close(after.match_logits, after.ground_logits + change)
+    torch.testing.assert_close(before.match_logits, before.ground_logits)
 
     pixels = torch.rand(1, 3, 64, 96) * 255
     _same_logits(weighted, base, pixels, categories=["circle", "object"])

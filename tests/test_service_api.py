@@ -243,6 +243,7 @@ def test_ground_returns_one_result_per_expression_in_order(
     for result in results:
         detection = result["detection"]
         assert detection["label"] == result["expression"] and len(detection["box"]) == 4
+        assert detection["score"] >= 0.1, detection["score"]
         assert decode_mask(detection["mask"], 256, 256).shape == (256, 256)
     answer = grpc_a.ground(image, expressions[:1])
     assert [r.expression for r in answer.results] == expressions[:1]
@@ -382,6 +383,7 @@ def test_bad_inputs_get_the_documented_status_codes(
     truncated = jpeg(image)[:400]
     detect = {"categories": ["circle"]}
     outside = {"image": b64(image), "prompts": [{"points": [[999, 5]], "labels": [1]}]}
+    long = " ".join(["a"] * 76)  # 78 tokens with start and end: the text encoder reads 77
 
     def detect_json(**fields: object) -> dict:
         return {"json": {"image": b64(image)} | detect | fields}
@@ -428,6 +430,11 @@ def test_bad_inputs_get_the_documented_status_codes(
         ("bad bearer token", "GET", "/v1/models", {"headers": {"X-API-Key": "", "Authorization": "Bearer x"}},
          401, "unauthenticated"),
         ("unknown route", "GET", "/v1/nothing", {}, 404, "not_found"),
+        ("trailing slash", "POST", "/v1/detect/", detect_json(), 404, "not_found"),
+        ("expression over 77 tokens", "POST", "/v1/ground",
+         {"json": {"image": b64(image), "expressions": [long]}}, 400, "invalid_input"),
+        ("rvos expression over 77 tokens", "POST", "/v1/sessions",
+         {"json": {"task": "rvos", "expression": long}}, 400, "invalid_input"),
     ]  # fmt: skip
     for what, method, path, arguments, status, code in cases:
         response = rest_a.request(method, path, **arguments)

@@ -125,6 +125,13 @@ class _OneImage(http.server.BaseHTTPRequestHandler):
     body = encoded(RGB, "PNG")
 
     def do_GET(self) -> None:
+        redirects = {"/moved.png": "/image.png", "/loop.png": "/loop.png", "/away.png": "http://a.example/x"}
+        if self.path in redirects:
+            self.send_response(302)
+            self.send_header("Location", redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/slow.png":
             time.sleep(1.0)
         status = 200 if self.path == "/image.png" else 404
@@ -170,6 +177,15 @@ def test_remote_images_come_only_from_allowed_hosts_and_within_the_size_limit(im
     with pytest.raises(InvalidInputError) as info:
         asyncio.run(fetch(f"{image_host}/missing.png"))
     assert info.value.code == "url_fetch_failed"
+    # Redirects are followed within the allow-list only, and not for ever.
+    assert asyncio.run(fetch(f"{image_host}/moved.png")) == _OneImage.body
+    for path, code, message in (
+        ("/away.png", "url_not_allowed", "host 'a.example' is not in the remote image allow-list"),
+        ("/loop.png", "url_fetch_failed", "more than 5 redirects"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            asyncio.run(fetch(f"{image_host}{path}"))
+        assert info.value.code == code and message in info.value.message, path
     # Malformed URLs on an allowed host: refused before any connection, or by httpx, never a crash.
     for url in ("http://127.0.0.1:99999/x.png", "http://127.0.0.1:abc/x.png", f"{image_host}/\u0000.png"):
         with pytest.raises(InvalidInputError) as info:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from glee.data.readers import FileFormatError
 from glee.data.videos import VideoConfig
 from glee.data.writers import write_images, write_videos
 from glee.model.object_decoder import LayerPrediction
@@ -77,6 +78,19 @@ def test_a_saved_cache_is_reused_only_for_the_same_data_and_size(data: list[Path
     assert videos.num_frames == 8 and len(said) == 1 and "rebuilding" in said[0]
     assert load_or_build(data[1:], 2 * SIZE, path, progress=False, echo=said.append).size == 2 * SIZE
     assert len(said) == 2 and Cache.load(path).size == 2 * SIZE
+
+
+@pytest.mark.parametrize(
+    ("lists", "kind"),
+    [(("images", "annotations", "categories"), "images"), (("videos", "categories"), "videos")],
+)
+def test_a_dataset_with_nothing_to_train_on_is_refused(
+    lists: tuple[str, ...], kind: str, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "annotations.json").write_text(json.dumps({key: [] for key in lists}))
+    with pytest.raises(FileFormatError, match=f"empty/annotations.json has no {kind}: nothing to train on"):
+        build_cache([tmp_path / "empty"], SIZE, progress=False)
 
 
 def test_colour_phrase_targets_only_name_matching_objects() -> None:

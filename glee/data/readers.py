@@ -9,6 +9,7 @@ separate file. Boxes come out as float32 xyxy in pixels; crowd annotations are s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,176 @@ def read_json(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def read_dataset(path: str | Path, kind: str, keys: tuple[str, ...], mask_key: str) -> dict[str, Any]:
-    """A dataset file checked for the lists ``kind`` needs and a ``mask_key`` on every annotation (glee
-    trains and scores instance masks), so a wrong file is one clear error instead of a ``KeyError``."""
-    data = read_json(path, f"{kind} dataset")
-    missing = [key for key in keys if not isinstance(data.get(key), list)]
+# A field's check and what it should be, for the message when the check fails.
+_Field = tuple[Callable[[Any], bool], str]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """What :func:`read_dataset` checks in one kind of dataset file."""
+
+    kind: str
+    lists: tuple[str, ...]  # the top-level lists the file must have
+    record: str  # what annotations belong to ("image"): listed under "images", named by "image_id"
+    record_fields: dict[str, _Field]
+    annotation_fields: dict[str, _Field]
+    mask_key: str
+    masks: Callable[[dict[str, Any]], _Field]  # an image / video record -> the form of its masks
+
+
+def read_dataset(path: str | Path, fmt: DatasetFormat) -> dict[str, Any]:
+    """A dataset file checked in one pass, before anything reads it: the lists, every record, category
+    and annotation, the annotation's instance masks (which glee trains and scores) included. A wrong file
+    is then one clear error that names it, the entry and the field, instead of a ``KeyError`` or a
+    pycocotools ``TypeError`` after inference has run."""
+    data = read_json(path, f"{fmt.kind} dataset")
+    missing = [key for key in fmt.lists if not isinstance(data.get(key), list)]
     if missing:
         raise FileFormatError(
-            f"{path} is not a {kind} dataset: it has no {' or '.join(map(repr, missing))} list"
+            f"{path} is not a {fmt.kind} dataset: it has no {' or '.join(map(repr, missing))} list"
         )
-    for ann in data.get("annotations") or []:
-        if mask_key not in ann:
-            raise FileFormatError(
-                f"{path}: annotation {ann.get('id')} has no {mask_key!r}; glee needs instance masks"
-            )
+    try:
+        records = _by_id(data[f"{fmt.record}s"], fmt.record, fmt.record_fields)
+        categories = _by_id(data["categories"], "category", _CATEGORY_FIELDS)
+        for index, ann in enumerate(data.get("annotations") or []):
+            problem = _annotation_problem(ann, fmt, records, categories)
+            if problem is not None:
+                named = isinstance(ann, dict) and _is_int(ann.get("id"))
+                raise FileFormatError(f"annotation {ann['id'] if named else f'at index {index}'} {problem}")
+    except FileFormatError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
     return data
+
+
+def _by_id(entries: list[Any], what: str, fields: dict[str, _Field]) -> dict[int, dict[str, Any]]:
+    """The entries (images, videos or categories) by id, each checked to have ``fields``."""
+    for index, entry in enumerate(entries):
+        problem = _fields_problem(entry, fields)
+        if problem is not None:
+            raise FileFormatError(f"{what} at index {index} {problem}")
+    return {entry["id"]: entry for entry in entries}
+
+
+def _annotation_problem(ann: Any, fmt: DatasetFormat, records: dict, categories: dict) -> str | None:
+    problem = _fields_problem(ann, fmt.annotation_fields)
+    if problem is not None:
+        return problem
+    parent = f"{fmt.record}_id"
+    for key, table, listed in (
+        (parent, records, f"{fmt.record}s"),
+        ("category_id", categories, "categories"),
+    ):
+        if ann[key] not in table:
+            return f"has {key!r} {ann[key]}, which is not in {listed!r}"
+    if fmt.mask_key not in ann:
+        return f"has no {fmt.mask_key!r}; glee needs instance masks"
+    return _fields_problem(ann, {fmt.mask_key: fmt.masks(records[ann[parent]])})
+
+
+def _fields_problem(entry: Any, fields: dict[str, _Field]) -> str | None:
+    """What is wrong with a JSON object that should have ``fields``, or None."""
+    if not isinstance(entry, dict):
+        return f"is {_shown(entry)}, not an object"
+    for key, (valid, expected) in fields.items():
+        if key not in entry:
+            return f"has no {key!r}"
+        if not valid(entry[key]):
+            return f"has {key!r} {_shown(entry[key])}, which is not {expected}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the file spells it, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_polygon(value: Any) -> bool:
+    return isinstance(value, list) and len(value) >= 6 and len(value) % 2 == 0 and all(map(_is_number, value))
+
+
+def _is_segmentation(seg: Any, height: int, width: int) -> bool:
+    """COCO polygons, or an RLE of a ``height`` x ``width`` mask with its counts compressed in a string or
+    listed: the forms pycocotools decodes (anything else fails inside it with a bare ``TypeError``)."""
+    if isinstance(seg, list):
+        return bool(seg) and all(map(_is_polygon, seg))
+    if not isinstance(seg, dict) or seg.get("size") != [height, width]:
+        return False
+    counts = seg.get("counts")
+    return isinstance(counts, str) or (isinstance(counts, list) and all(map(_is_int, counts)))
+
+
+def _image_masks(image: dict[str, Any]) -> _Field:
+    height, width = image["height"], image["width"]
+    return (
+        lambda seg: _is_segmentation(seg, height, width),
+        f"polygons or an RLE of size [{height}, {width}]",
+    )
+
+
+def _video_masks(video: dict[str, Any]) -> _Field:
+    """One mask per frame, null where the object is not annotated."""
+    frames = len(video["file_names"])
+    is_mask, form = _image_masks(video)
+    return (
+        lambda segs: (
+            isinstance(segs, list)
+            and len(segs) == frames
+            and all(seg is None or is_mask(seg) for seg in segs)
+        ),
+        f"a list of one mask ({form}) or null per frame ({frames})",
+    )
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_IDENTIFIER = (_is_int, "an integer")
+_SIDE = (lambda value: _is_int(value) and value > 0, "a positive integer")
+_CATEGORY_FIELDS = {"id": _IDENTIFIER, "name": (_is_str, "a string")}
+COCO_FORMAT = DatasetFormat(
+    kind="COCO image",
+    lists=("images", "annotations", "categories"),
+    record="image",
+    record_fields={"id": _IDENTIFIER, "file_name": (_is_str, "a file name"), "height": _SIDE, "width": _SIDE},
+    annotation_fields={
+        "id": _IDENTIFIER,
+        "image_id": _IDENTIFIER,
+        "category_id": _IDENTIFIER,
+        "bbox": (
+            lambda box: isinstance(box, list) and len(box) == 4 and all(map(_is_number, box)),
+            "[x, y, w, h]",
+        ),
+    },
+    mask_key="segmentation",
+    masks=_image_masks,
+)
+YTVIS_FORMAT = DatasetFormat(
+    kind="YouTube-VIS video",
+    lists=("videos", "categories"),
+    record="video",
+    record_fields={
+        "id": _IDENTIFIER,
+        "file_names": (
+            lambda names: bool(names) and isinstance(names, list) and all(map(_is_str, names)),
+            "a list of file names",
+        ),
+        "height": _SIDE,
+        "width": _SIDE,
+    },
+    annotation_fields={"id": _IDENTIFIER, "video_id": _IDENTIFIER, "category_id": _IDENTIFIER},
+    mask_key="segmentations",
+    masks=_video_masks,
+)
 
 
 def _default_root(annotation_file: Path, folders: tuple[str, ...]) -> Path:
@@ -103,15 +259,13 @@ class CocoDataset:
         refs_file: str | Path | None = None,
     ) -> None:
         path = Path(annotation_file)
-        data = read_dataset(path, "COCO image", ("images", "annotations", "categories"), "segmentation")
+        data = read_dataset(path, COCO_FORMAT)
         self.image_root = Path(image_root) if image_root else _default_root(path, ("images",))
         self.categories: dict[int, str] = {int(c["id"]): c["name"] for c in data["categories"]}
         self.images: list[dict[str, Any]] = data["images"]
         self.info: dict[str, Any] = data.get("info", {})
         self._anns: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in self.images}
         for ann in data["annotations"]:
-            if ann.get("image_id") not in self._anns:
-                raise FileFormatError(f"{path}: annotation {ann.get('id')} is of an image not in 'images'")
             if not ann.get("iscrowd", 0):
                 self._anns[int(ann["image_id"])].append(ann)
         refs = data.get("refs", [])
@@ -188,15 +342,13 @@ class YtvisDataset:
 
     def __init__(self, annotation_file: str | Path, frame_root: str | Path | None = None) -> None:
         path = Path(annotation_file)
-        data = read_dataset(path, "YouTube-VIS video", ("videos", "categories"), "segmentations")
+        data = read_dataset(path, YTVIS_FORMAT)
         self.frame_root = Path(frame_root) if frame_root else _default_root(path, ("frames", "JPEGImages"))
         self.categories: dict[int, str] = {int(c["id"]): c["name"] for c in data["categories"]}
         self.videos: list[dict[str, Any]] = data["videos"]
         self.info: dict[str, Any] = data.get("info", {})
         self._anns: dict[int, list[dict[str, Any]]] = {int(v["id"]): [] for v in self.videos}
         for ann in data.get("annotations") or []:
-            if ann.get("video_id") not in self._anns:
-                raise FileFormatError(f"{path}: annotation {ann.get('id')} is of a video not in 'videos'")
             self._anns[int(ann["video_id"])].append(ann)
 
     def __len__(self) -> int:

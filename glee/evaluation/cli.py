@@ -90,8 +90,10 @@ def eval_command(
     from glee.model.predictor import require_device
 
     is_video = "videos" in read_json(dataset_json, "COCO or YouTube-VIS dataset")
-    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks is not None else None
     allowed = VIDEO_TASKS if is_video else IMAGE_TASKS
+    if tasks is not None and not chosen:  # not "all": a mistake, such as a variable left empty
+        raise typer.BadParameter(f"names no task; choose from {','.join(allowed)}", param_hint="--tasks")
     unknown = [t for t in chosen or () if t not in allowed]
     if unknown:
         kind = "a video" if is_video else "an image"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -51,11 +52,18 @@ def result_to_detections(
 
 
 def _quiet_coco(dataset: dict[str, Any]) -> COCO:
-    """A COCO index over a private copy (COCOeval rewrites annotations in place) without its prints."""
+    """A COCO index over a private copy (COCOeval rewrites annotations in place) without its prints.
+
+    COCOeval reads each annotation's ``area`` (APs/m/l); a file that leaves it out (the readers do not
+    need it) gets the area of the annotation's mask, which is what COCO's area is.
+    """
     coco = COCO()
     coco.dataset = copy.deepcopy(dataset)
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
+    for ann in coco.dataset.get("annotations", []):
+        if "area" not in ann:
+            ann["area"] = float(mask_utils.area(coco.annToRLE(ann)))
     return coco
 
 

@@ -30,9 +30,11 @@ from typing import Any
 
 import torch
 from rich.progress import track
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from glee.data.readers import read_json
 from glee.model.config import GleeConfig, get_config
 from glee.model.glee import GleeModel, build_glee
 from glee.model.weights import sha256_file
@@ -134,8 +136,13 @@ def canonicalize_state_dict(sd: Mapping[str, Any]) -> tuple[dict[str, torch.Tens
     """Official (or converted) state dict -> (canonical tensors, keys dropped as training-only).
 
     Aliases collapse onto their canonical key; if two names of one shared parameter hold different
-    values the file is corrupt (the official model cannot have saved it), so that raises.
+    values the file is corrupt (the official model cannot have saved it), so that raises. So does a file
+    that holds something other than names and tensors (``torch.save`` of any list or number loads).
     """
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(
+            f"the checkpoint is a {type(sd).__name__}, not a mapping of parameter names to tensors"
+        )
     flat = _unwrap(sd)
     clean: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
@@ -189,20 +196,23 @@ def read_checkpoint(path_or_dir: str | os.PathLike[str]) -> Mapping[str, Any]:
     they use the zip format, so a 0.8 GB zoo file costs no extra resident copy before loading.
     """
     path = weights_file(path_or_dir)
-    if path.suffix == ".safetensors":
-        return load_file(path, device="cpu")
+    safetensors = path.suffix == ".safetensors"
     try:
+        if safetensors:
+            return load_file(path, device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint: {load_failure(path, exc)}"
-        ) from exc
+        raise _unreadable(path, "safetensors file" if safetensors else "PyTorch checkpoint", exc) from exc
+
+
+def _unreadable(path: Path, kind: str, exc: Exception) -> CheckpointError:
+    return CheckpointError(f"cannot read {path} as a {kind}: {load_failure(path, exc)}")
 
 
 def load_failure(path: Path, exc: Exception) -> str:
-    """``torch.load``'s reason for failing on ``path``, in one line. Its weights-only refusal is a
-    paragraph that advises ``weights_only=False``, which would run code from the file and which no
-    checkpoint of tensors needs."""
+    """``torch.load``'s (or safetensors') reason for failing on ``path``, in one line. torch's weights-only
+    refusal is a paragraph that advises ``weights_only=False``, which would run code from the file and
+    which no checkpoint of tensors needs."""
     text = str(exc).strip()
     if path.stat().st_size == 0:
         return "the file is empty"
@@ -221,7 +231,11 @@ def load_checkpoint(model: nn.Module, path_or_dir: str | os.PathLike[str], stric
     Tensors are copied into the existing parameters, which casts them to the model's dtype and device.
     """
     path = weights_file(path_or_dir)
-    state, dropped = canonicalize_state_dict(read_checkpoint(path))
+    contents = read_checkpoint(path)
+    try:
+        state, dropped = canonicalize_state_dict(contents)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
     expected = model.state_dict()
     report = LoadReport(
         source=str(path),
@@ -290,15 +304,34 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def read_pretrained_config(src_dir: str | os.PathLike[str]) -> tuple[GleeConfig, dict[str, Any]]:
-    """``config.json`` of a converted directory -> (model config, metadata block)."""
+    """``config.json`` of a converted directory -> (model config, metadata block). A hand-edited file that
+    is not JSON or holds a wrong field fails here, naming the file, instead of deep inside torch."""
     path = Path(src_dir) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{src_dir} is not a converted GLEE directory: no {CONFIG_NAME}")
-    document = json.loads(path.read_text())
+    document = read_json(path, "converted GLEE config")
     metadata = document.pop(METADATA_KEY, {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: {METADATA_KEY!r} is a {type(metadata).__name__}, not an object")
     if metadata.get("format", FORMAT) != FORMAT:
         raise CheckpointError(f"{path}: format {metadata['format']!r} is not {FORMAT!r}")
-    return GleeConfig.from_dict(document), metadata
+    try:
+        return GleeConfig.from_dict(document), metadata
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def check_pretrained(src_dir: str | os.PathLike[str]) -> None:
+    """What :func:`load_pretrained` reads, checked without loading the tensors: config.json
+    (:func:`read_pretrained_config`) and the header of model.safetensors, so that a damaged directory
+    fails before a server binds its ports."""
+    read_pretrained_config(src_dir)
+    path = weights_file(src_dir)
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except Exception as exc:
+        raise _unreadable(path, "safetensors file", exc) from exc
 
 
 def load_pretrained(src_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> GleeModel:
@@ -312,18 +345,19 @@ def load_pretrained(src_dir: str | os.PathLike[str], device: str | torch.device 
 def convert(
     src: str | os.PathLike[str],
     dst_dir: str | os.PathLike[str],
-    variant: str = "lite",
+    variant: str | None = None,
     dtype: str = "float32",
     progress: bool = True,
 ) -> LoadReport:
-    """Official checkpoint -> converted directory, after a strict load into a freshly built ``variant``.
+    """Official checkpoint (or converted directory) -> converted directory, after a strict load into a
+    freshly built model: ``variant`` (default lite), or for a converted directory the model of its config.
 
     The strict load happens before anything is written, so a checkpoint that does not fit the variant
     fails loudly (:class:`CheckpointMismatchError`) instead of producing a half-random model.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    config = get_config(variant)
+    config = _source_config(src, variant)
     model = build_glee(config)
     report = load_checkpoint(model, src, strict=True)
     source = weights_file(src)
@@ -340,3 +374,18 @@ def convert(
         },
     )
     return report
+
+
+def _source_config(src: str | os.PathLike[str], variant: str | None) -> GleeConfig:
+    """The model a checkpoint is converted into. A converted directory records its own config, which may
+    differ from its variant's defaults (a trained demo adds heads), so it is rebuilt from that config;
+    a ``variant`` given with it must be the config's own, else the wrong model was meant."""
+    if not (Path(src) / CONFIG_NAME).is_file():
+        return get_config(variant or "lite")
+    config, _ = read_pretrained_config(src)
+    if variant not in (None, config.name):
+        raise CheckpointError(
+            f"{src} holds a {config.name!r} model (its {CONFIG_NAME}), not {variant!r}: "
+            "leave out the variant to convert it as it is"
+        )
+    return config

@@ -6,10 +6,13 @@ Heavy modules (torch, httpx) are imported inside the commands so that ``glee --h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from glee.cli_params import one_line
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
@@ -23,12 +26,23 @@ def register(app: typer.Typer) -> None:
     app.add_typer(weights, name="weights")
 
 
+def _fail(what: str, exc: Exception) -> NoReturn:
+    """End the command with one red ``what:`` line and status 1. The reason is escaped: it may hold
+    brackets (``tuple[int, int]``, a list) that rich would read as markup and drop."""
+    _err.print(f"[red]{what}:[/red] {escape(one_line(exc))}", markup=True, highlight=False)
+    raise typer.Exit(1) from exc
+
+
 def convert_command(
     src: Annotated[Path, typer.Argument(help="Official .pth, a .safetensors file or a converted directory.")],
     dst: Annotated[Path, typer.Argument(help="Output directory (model.safetensors + config.json).")],
     variant: Annotated[
-        str, typer.Option(help="Model variant the checkpoint must fit (lite, lite_stage1, demo).")
-    ] = "lite",
+        str | None,
+        typer.Option(
+            help="Model variant the checkpoint must fit: lite (default), lite_stage1, demo. A converted "
+            "directory is rebuilt from its own config.json; a variant given with it must be that config's."
+        ),
+    ] = None,
     dtype: Annotated[str, typer.Option(help="Stored dtype: float32, float16 or bfloat16.")] = "float32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -37,9 +51,8 @@ def convert_command(
 
     try:
         report = convert(src, dst, variant=variant, dtype=dtype, progress=progress)
-    except (CheckpointError, FileNotFoundError, ValueError, NotImplementedError) as exc:
-        _err.print(f"[red]conversion failed:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from exc
+    except (CheckpointError, OSError, ValueError, NotImplementedError) as exc:
+        _fail("conversion failed", exc)
     _out.print(report.summary(), markup=False, highlight=False)
     _out.print(f"wrote {dst}", markup=False, highlight=False)
 
@@ -74,9 +87,8 @@ def fetch_command(
 
     try:
         path = fetch(name, dest or default_weights_dir(), url=url, expected_sha256=sha256, progress=progress)
-    except FetchError as exc:
-        _err.print(f"[red]fetch failed:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from exc
+    except (FetchError, OSError) as exc:  # OSError: a destination that cannot be created or written
+        _fail("fetch failed", exc)
     sidecar = path.with_name(path.name + ".sha256")
     digest = sidecar.read_text().split()[0] if sidecar.is_file() else "unknown"
     _out.print(f"{path}\nsha256 {digest}", markup=False, highlight=False)

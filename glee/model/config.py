@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 PIXEL_MEAN_RGB = (123.675, 116.280, 103.530)
 PIXEL_STD_RGB = (58.395, 57.120, 57.375)
+
+_Config = TypeVar("_Config")
 
 
 @dataclass(frozen=True)
@@ -149,19 +153,49 @@ class GleeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GleeConfig:
-        data = dict(data)
-        backbone = BackboneConfig(**_tuples(data.pop("backbone", {})))
-        text = TextConfig(**data.pop("text", {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown GleeConfig fields: {sorted(unknown)}")
-        return cls(backbone=backbone, text=text, **_tuples(data))
+        """The config of :meth:`to_dict`'s JSON form (e.g. a converted directory's config.json)."""
+        return _from_json(cls, data, cls.__name__)
 
 
-def _tuples(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON turns tuples into lists; frozen dataclasses want them back as tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+def _from_json(cls: type[_Config], data: Any, where: str) -> _Config:
+    """A config dataclass from its JSON object, nested configs included, every field's type checked: a
+    dataclass checks none, and a hand-edited size that is a string would fail far away, inside torch.
+    ``where`` names ``data`` in the messages (``GleeConfig.backbone``)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object, not {json.dumps(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {where} fields: {sorted(unknown)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _from_json(hint, value, f"{where}.{name}")
+        elif _matches(value, hint):
+            # JSON turns tuples into lists; frozen dataclasses want them back as tuples.
+            values[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise ValueError(f"{where}.{name} must be {fields[name].type}, not {json.dumps(value)}")
+    return cls(**values)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON (or ``to_dict``) value fits a config field's type (an integer is a float, a bool is
+    no number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin is types.UnionType:
+        return any(_matches(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, list | tuple) and len(value) == len(args) and all(map(_matches, value, args))
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, int | float)
+    return isinstance(value, hint)
 
 
 def lite() -> GleeConfig:

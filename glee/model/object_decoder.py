@@ -136,6 +136,10 @@ class DecoderOutput:
     denoising: LayerPrediction | None = None  # last layer's rows of the denoising queries (training)
     mask_area: Tensor | None = None  # [B, Q] what the relation head read (``relation.mask_areas``)
     ground_logits: Tensor | None = None  # [B, Q] the grounding logits the relation head changed
+    # [B, Q] each query's match to the sentence on the sigmoid scale of the grounding loss: the grounding
+    # logits with the class refinement's share but without the relation head, whose change only ranks the
+    # queries against each other (fitted over queries, its level is arbitrary). None unless grounding.
+    match_logits: Tensor | None = None
     mask_shape: Tensor | None = None  # [B, Q, S * S] what the class refinement read (``layers.mask_crops``)
 
 
@@ -340,6 +344,7 @@ class ObjectDecoder(nn.Module):
         queries = normed[:, num_dn:]
         grounding = prompt.sentence_tokens is not None
         mask_area = ground_logits = None
+        match = last.logits[..., 0] if grounding else None
         if self.ground_relation is not None and grounding:
             if mask_features is None:
                 raise ValueError("the grounding relation head needs the mask features")
@@ -360,8 +365,9 @@ class ObjectDecoder(nn.Module):
             if refine_classes:
                 last = replace(last, logits=self.refined_class_logits(queries, prompt, mask_shape))
             else:
-                change = self.refinement_change(queries, plain, prompt, mask_shape)
-                last = replace(last, logits=last.logits + self.ground_refine_weight * change[..., None])
+                shift = self.ground_refine_weight * self.refinement_change(queries, plain, prompt, mask_shape)
+                last = replace(last, logits=last.logits + shift[..., None])
+                match = match + shift
         return DecoderOutput(
             last=last,
             track_embed=queries,
@@ -373,6 +379,7 @@ class ObjectDecoder(nn.Module):
             denoising=slice_queries(pred, 0, num_dn) if num_dn else None,
             mask_area=mask_area,
             ground_logits=ground_logits,
+            match_logits=match,
             mask_shape=mask_shape,
         )
 

@@ -127,7 +127,7 @@ class GleePredictor:
         name_or_path: str | os.PathLike[str] | None = None, backend: str = "torch", device: str = "cpu"
     ) -> Path:
         """The directory ``load`` reads, after the checks that need no loading (backend, device, the
-        directory's config.json), which ``glee serve`` runs before it binds its ports."""
+        directory's config.json and weights header), which ``glee serve`` runs before it binds its ports."""
         if backend != "torch":
             raise ValueError(f"backend {backend!r} is not available; use 'torch'")
         require_device(device)
@@ -136,6 +136,9 @@ class GleePredictor:
             raise FileNotFoundError(
                 f"no converted GLEE weights at {path} (expected config.json + model.safetensors)"
             )
+        from glee.model.checkpoint import check_pretrained
+
+        check_pretrained(path)
         return path
 
     @classmethod
@@ -205,14 +208,30 @@ class GleePredictor:
                 results[i] = res
         return results
 
+    def check_texts(self, texts: object, name: str) -> None:
+        """Refuse texts the model cannot read as given (``InputError``): an empty list, blank strings, and
+        texts longer than the text encoder's context, which GLEE's tokenizer cuts silently, so that the
+        answer would be to the sentence's beginning rather than to the sentence asked."""
+        if not texts or not isinstance(texts, list):
+            raise InputError(f"{name} must be a non-empty list of strings")
+        tokenizer = self.model.tokenizer
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"{name} must contain non-empty strings")
+            if (n := tokenizer.length(text)) > tokenizer.context_length:
+                raise InputError(
+                    f"{name}[{i}] is {n} tokens long (start and end tokens included); "
+                    f"the text encoder reads at most {tokenizer.context_length}"
+                )
+
     def _validate(self, task: ImageTask) -> None:
         task.image = to_rgb_array(task.image)
         if task.kind == "detect":
-            _check_texts(task.categories, "categories")
+            self.check_texts(task.categories, "categories")
             if task.max_detections < 1:
                 raise InputError("max_detections must be >= 1")
         elif task.kind == "ground":
-            _check_texts(task.expressions, "expressions")
+            self.check_texts(task.expressions, "expressions")
         elif task.kind == "segment":
             if not task.prompts:
                 raise InputError("prompts must be a non-empty list")
@@ -330,10 +349,15 @@ class GleePredictor:
         return result
 
     def _top(self, out: ModelOutput, b: int, p: _Prepared, label: str, rank: str, k: int) -> ImageResult:
+        """The ``k`` best queries by grounding logit (``rank`` "logits") or prompt confidence. A grounding
+        answer's probability is its match to the sentence (``DecoderOutput.match_logits``), not the
+        relation head's rank logit, whose level says nothing on its own (near 1e-5 for right answers)."""
         last = out.decoder.last
-        score = last.logits[b, :, 0].sigmoid() if rank == "logits" else last.scores[b, :, 0].sigmoid()
-        top = torch.topk(score, min(max(k, 1), score.numel()))
-        return self._assemble(out, b, p, top.indices, top.values, [label] * len(top.indices))
+        order = (last.logits[b, :, 0] if rank == "logits" else last.scores[b, :, 0]).sigmoid()
+        match = out.decoder.match_logits if rank == "logits" else None
+        probs = order if match is None else match[b].sigmoid()
+        top = torch.topk(order, min(max(k, 1), order.numel()))
+        return self._assemble(out, b, p, top.indices, probs[top.indices], [label] * len(top.indices))
 
     def _assemble(self, out: ModelOutput, b: int, p: _Prepared, queries: torch.Tensor, probs: torch.Tensor,
                   labels: list[str]) -> ImageResult:  # fmt: skip
@@ -414,14 +438,6 @@ def _rerank(result: ImageResult, prompt: dict, k: int) -> ImageResult:
 def _select(r: ImageResult, idx: np.ndarray) -> ImageResult:
     return ImageResult(r.boxes[idx], r.scores[idx], [r.labels[i] for i in idx], r.masks[idx],
                        r.track_embeds[idx], r.query_index[idx])  # fmt: skip
-
-
-def _check_texts(texts: list[str] | None, name: str) -> None:
-    if not texts or not isinstance(texts, list):
-        raise InputError(f"{name} must be a non-empty list of strings")
-    for t in texts:
-        if not isinstance(t, str) or not t.strip():
-            raise InputError(f"{name} must contain non-empty strings")
 
 
 def _lru_put(cache: OrderedDict, key: str, value: object, size: int) -> None:

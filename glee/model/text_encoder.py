@@ -40,6 +40,11 @@ class ClipTokenizer:
     def __init__(self, context_length: int = CONTEXT_LENGTH) -> None:
         self.context_length = context_length
 
+    def length(self, text: str) -> int:
+        """Tokens of ``text`` with BOS and EOS, before any cut: more than ``context_length`` means that
+        encoding it reads only its beginning."""
+        return len(_bpe().encode(text.lower())) + 2
+
     def __call__(
         self, texts: list[str], pad_to: int | None = CONTEXT_LENGTH
     ) -> tuple[torch.LongTensor, torch.LongTensor]:

@@ -76,3 +76,7 @@ class ImagePredictor(Protocol):
     def ground(self, image: np.ndarray, expressions: list[str], top_k: int = ...) -> list[ImageResult]: ...
 
     def segment(self, image: np.ndarray, prompts: list[dict], top_k: int = ...) -> list[ImageResult]: ...
+
+    def check_texts(self, texts: list[str], name: str) -> None:
+        """Raise ``InputError`` for texts the backend cannot read as given (a session checks its categories
+        or expression when it starts, not on its first frame)."""

@@ -92,7 +92,8 @@ class VideoPredictor:
     ) -> TrackState:
         """A fresh session state; ``score_threshold`` None takes the task's default (``TaskConfig``);
         ``options`` are the other ``TaskConfig`` fields (``memory_size``, ``max_age``,
-        ``temporal_weight`` (λ), gates, ``top_k``...)."""
+        ``temporal_weight`` (λ), gates, ``top_k``...). Texts the model cannot read raise ``InputError`` here,
+        before the session exists, not on its first frame."""
         config = TaskConfig(
             task=task,
             categories=tuple(categories or ()),
@@ -100,6 +101,10 @@ class VideoPredictor:
             score_threshold=score_threshold,
             **options,
         )
+        if config.categories:
+            self.predictor.check_texts(list(config.categories), "categories")
+        if config.expression is not None:
+            self.predictor.check_texts([config.expression], "expression")
         return TrackState(config=config)
 
     def step(
@@ -216,8 +221,12 @@ def _frame_result(
     template: ImageResult | None,
     embed_dim: int = 0,
 ) -> FrameResult:
-    """Stack the chosen rows (each from its own ImageResult) into a FrameResult; box and label come from
-    the track (they equal the row's, except a VOS mask prompt's box, which is its given mask's)."""
+    """Stack the chosen rows (each from its own ImageResult) into a FrameResult, in track-id order (the
+    choice order depends on confidence and on which objects were just prompted, which means nothing to a
+    client); box and label come from the track (they equal the row's, except a VOS mask prompt's box,
+    which is its given mask's)."""
+    order = sorted(range(len(picks)), key=lambda i: picks[i][2].track_id)
+    picks, masks = [picks[i] for i in order], [masks[i] for i in order]
     if not picks:
         dim = template.track_embeds.shape[1] if template is not None else embed_dim
         empty = FrameResult.empty(size[0], size[1], dim)

@@ -25,6 +25,12 @@ def encode_box(box_xyxy: np.ndarray, box_format: BoxFormat) -> list[float]:
     return [round(v, 2) for v in values]
 
 
+def encode_score(score: float) -> float:
+    """A score to 4 significant digits: short JSON, and a small score stays distinguishable from 0
+    (rounding to 4 decimals turned every score under 5e-5 into 0.0)."""
+    return float(f"{float(score):.4g}")
+
+
 def encode_mask(mask: np.ndarray, mask_format: MaskFormat) -> Mask:
     """One bool [H, W] mask in the requested format (``None`` for ``"none"``)."""
     if mask_format == "rle":

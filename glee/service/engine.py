@@ -33,7 +33,7 @@ from glee.model import (
 )
 from glee.model.prompts import validate_prompt
 from glee.service.batcher import BatchTiming, DynamicBatcher
-from glee.service.encoding import decode_rle, encode_box, encode_mask
+from glee.service.encoding import decode_rle, encode_box, encode_mask, encode_score
 from glee.service.errors import InvalidInputError, QueueFullError, UnavailableError
 from glee.service.images import RemoteImageFetcher, decode_base64, decode_image, is_url
 from glee.service.metrics import Metrics
@@ -208,7 +208,7 @@ class Engine:
                 score = float(r.scores[0]) if len(r) else 0.0
                 out.append(
                     SegmentResult(
-                        score=round(score, 4),
+                        score=encode_score(score),
                         box=encode_box(box, params.box_format),
                         mask=encode_mask(mask, params.mask_format),
                     )
@@ -260,7 +260,7 @@ class Engine:
             Detection(
                 id=i,
                 label=result.labels[i],
-                score=round(float(result.scores[i]), 4),
+                score=encode_score(result.scores[i]),
                 box=encode_box(result.boxes[i], options.box_format),
                 mask=encode_mask(result.masks[i], options.mask_format),
             )
@@ -279,9 +279,12 @@ class Engine:
             )
             if value is not None
         }
-        state = self._video.start(
-            task=config.task, categories=config.categories, expression=config.expression, **options
-        )
+        try:
+            state = self._video.start(
+                task=config.task, categories=config.categories, expression=config.expression, **options
+            )
+        except InputError as exc:
+            raise _model_input_error(exc) from exc
         session_id = uuid.uuid4().hex
         meta = {"task": config.task, "mask_format": config.mask_format, "box_format": config.box_format}
         await self.store.create(session_id, state.to_bytes(), meta)
@@ -446,7 +449,7 @@ def _tracks(result: FrameResult, options: OutputOptions) -> list[TrackOut]:
         TrackOut(
             track_id=int(result.track_ids[i]),
             label=result.labels[i],
-            score=round(float(result.scores[i]), 4),
+            score=encode_score(result.scores[i]),
             box=encode_box(result.boxes[i], options.box_format),
             mask=encode_mask(result.masks[i], options.mask_format),
         )

@@ -14,7 +14,7 @@ import base64
 import binascii
 import io
 import warnings
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
@@ -86,9 +86,12 @@ def is_url(text: str) -> bool:
 class RemoteImageFetcher:
     """Downloads http(s) images for requests that pass a URL, only from allow-listed hosts.
 
-    Redirects are not followed (they could leave the allow-list) and the download stops at the body
-    size limit, so a remote image can never be bigger than an uploaded one.
+    Redirects are followed (at most ``MAX_REDIRECTS``; object stores and CDNs redirect) only to allowed
+    hosts: each hop is checked like the first URL, so a redirect can never leave the allow-list. The
+    download stops at the body size limit, so a remote image can never be bigger than an uploaded one.
     """
+
+    MAX_REDIRECTS = 5
 
     def __init__(self, *, enabled: bool, hosts: list[str], timeout_s: float, max_bytes: int) -> None:
         self.enabled = enabled
@@ -100,20 +103,25 @@ class RemoteImageFetcher:
     async def fetch(self, url: str) -> bytes:
         if self._client is None:
             raise InvalidInputError("remote image URLs are disabled on this server", code="url_not_allowed")
+        for _ in range(self.MAX_REDIRECTS + 1):
+            self._check(url)
+            got = await self._get(self._client, url)
+            if isinstance(got, bytes):
+                return got
+            url = got
+        raise InvalidInputError(
+            f"fetching the image took more than {self.MAX_REDIRECTS} redirects", code="url_fetch_failed"
+        )
+
+    async def _get(self, client: httpx.AsyncClient, url: str) -> bytes | str:
+        """The body at ``url``, or the URL that its redirect points to."""
         try:
-            parts = urlsplit(url)
-            host, _ = (parts.hostname or "").lower(), parts.port  # .port raises on a malformed port
-        except ValueError as exc:
-            raise InvalidInputError(f"malformed image URL: {exc}", code="url_fetch_failed") from exc
-        if host not in self.hosts:
-            message = f"host {host!r} is not in the remote image allow-list"
-            raise InvalidInputError(message, code="url_not_allowed")
-        try:
-            async with self._client.stream("GET", url) as response:
+            async with client.stream("GET", url) as response:
+                if response.has_redirect_location:
+                    return urljoin(url, response.headers["Location"])
                 if response.status_code != 200:
-                    raise InvalidInputError(
-                        f"fetching the image returned HTTP {response.status_code}", code="url_fetch_failed"
-                    )
+                    message = f"fetching the image returned HTTP {response.status_code}"
+                    raise InvalidInputError(message, code="url_fetch_failed")
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
@@ -123,6 +131,19 @@ class RemoteImageFetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise InvalidInputError(_fetch_failure(exc, self.timeout_s), code="url_fetch_failed") from exc
         return b"".join(chunks)
+
+    def _check(self, url: str) -> None:
+        """Refuse a URL (the request's, or a redirect's target) that is not http(s) on an allowed host."""
+        try:
+            parts = urlsplit(url)
+            host, _ = (parts.hostname or "").lower(), parts.port  # .port raises on a malformed port
+        except ValueError as exc:
+            raise InvalidInputError(f"malformed image URL: {exc}", code="url_fetch_failed") from exc
+        if parts.scheme.lower() not in ("http", "https"):
+            raise InvalidInputError(f"image URL {url!r} is not http(s)", code="url_not_allowed")
+        if host not in self.hosts:
+            message = f"host {host!r} is not in the remote image allow-list"
+            raise InvalidInputError(message, code="url_not_allowed")
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -255,6 +255,7 @@ def create_app(engine: Engine) -> FastAPI:
         title="glee-serve",
         summary="GLEE object-level foundation model: detection, grounding, segmentation, video tracking.",
         version="1.0.0",
+        redirect_slashes=False,  # "/v1/detect/" is an unknown route (JSON 404), not a bare 307 to follow
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     routes: list[BaseRoute] = []

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
-from glee.data.readers import CocoDataset, YtvisDataset, read_json
+from glee.data.readers import CocoDataset, FileFormatError, YtvisDataset, read_json
 
 ANNOTATION_FILE = "annotations.json"
 CACHE_VERSION = 1
@@ -180,16 +180,27 @@ def annotation_file(path: Path) -> Path:
     return path / ANNOTATION_FILE if path.is_dir() else path
 
 
+def _open_dataset(path: Path) -> CocoDataset | YtvisDataset:
+    """The reader of a dataset (kind taken from the JSON: ``videos`` = YouTube-VIS, else COCO), which
+    checks the file; one without images or videos is refused, as it has nothing to train on."""
+    ann = annotation_file(path)
+    is_video = "videos" in read_json(ann, "COCO or YouTube-VIS dataset")
+    dataset = YtvisDataset(ann) if is_video else CocoDataset(ann)
+    if not len(dataset):
+        raise FileFormatError(f"{ann} has no {'videos' if is_video else 'images'}: nothing to train on")
+    return dataset
+
+
 def build_cache(paths: list[Path], size: int, progress: bool = True) -> Cache:
-    """Read every dataset (kind taken from the JSON: ``videos`` = YouTube-VIS, else COCO)."""
+    """Read every dataset, each file checked before any is decoded."""
     builder = _Builder(size)
     next_video = 0
-    for path in paths:
-        ann = annotation_file(path)
-        if "videos" in read_json(ann, "COCO or YouTube-VIS dataset"):
-            videos = YtvisDataset(ann)
-            for i in track(range(len(videos)), description=f"caching {path.name}", disable=not progress):
-                sample = videos.get(i)
+    datasets = [_open_dataset(path) for path in paths]
+    for path, dataset in zip(paths, datasets, strict=True):
+        steps = track(range(len(dataset)), description=f"caching {path.name}", disable=not progress)
+        if isinstance(dataset, YtvisDataset):
+            for i in steps:
+                sample = dataset.get(i)
                 for f, frame in enumerate(sample.frames or []):
                     objects = [
                         (
@@ -206,9 +217,8 @@ def build_cache(paths: list[Path], size: int, progress: bool = True) -> Cache:
                     builder.add_frame(frame, objects, next_video)
                 next_video += 1
         else:
-            images = CocoDataset(ann)
-            for i in track(range(len(images)), description=f"caching {path.name}", disable=not progress):
-                s = images.get(i)
+            for i in steps:
+                s = dataset.get(i)
                 objects = [
                     (s.category_names[k], s.colours[k], -1, s.boxes[k], s.masks[k], s.sentences[k])
                     for k in range(len(s.ann_ids))

@@ -118,6 +118,13 @@ class TrainConfig(_Strict):
             raise ValueError("max_minutes and max_steps are both 0 (no limit): set one of them")
         return self
 
+    @model_validator(mode="after")
+    def _buildable(self) -> TrainConfig:
+        """A model override of the wrong type or value fails when the config is read, naming the field,
+        not once the run builds its model."""
+        self.glee_config()
+        return self
+
     def glee_config(self) -> GleeConfig:
         """The GLEE architecture this run trains."""
         base = get_config(self.model).to_dict()
