@@ -498,8 +498,13 @@ def test_task_config_validation(options: dict, message: str) -> None:
         TaskConfig(**options)
 
 
-def test_match_threshold_defaults_to_half_the_birth_threshold() -> None:
-    assert TaskConfig(task="vos", score_threshold=0.4).match_threshold == pytest.approx(0.2)
+def test_match_threshold_defaults_to_half_the_birth_threshold_and_vos_has_its_own() -> None:
+    track = TaskConfig(task="track", categories=("star",), score_threshold=0.4)
+    assert track.match_threshold == pytest.approx(0.2)
+    vos = TaskConfig(task="vos", score_threshold=0.4)
+    assert (vos.match_threshold, vos.temporal_weight) == (0.05, 2.0)
+    assert TaskConfig(task="vos", score_threshold=0.02).match_threshold == 0.02
+    assert TaskConfig(task="rvos", expression="the star").temporal_weight == 1.0
 
 
 def test_score_threshold_defaults_per_task() -> None:
