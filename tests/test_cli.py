@@ -132,21 +132,6 @@ CASES = {
     "API keys that are only commas": (["serve", "--api-keys", ",,"], 2, "lists nothing but commas"),
     "a model path without weights": (["serve", "--model", "nope"], 1, "no converted GLEE weights at nope"),
     "a device this machine lacks": (["serve", "--device", "cuda:7"], 1, "device 'cuda:7' is not usable here"),
-    "a served model whose config is not JSON": (
-        ["serve", "--model", "not_json"],
-        1,
-        "error: not_json/config.json is not a converted GLEE config: not valid JSON",
-    ),
-    "a served model config with a wrong type": (
-        ["serve", "--model", "bad_type"],
-        1,
-        'GleeConfig.hidden_dim must be int, not "abc"',
-    ),
-    "served weights that are not safetensors": (
-        ["serve", "--model", "corrupt"],
-        1,
-        "error: cannot read corrupt/model.safetensors as a safetensors file",
-    ),
     "an eval task list that names nothing": (
         ["eval", "boxes.json", "--images", ".", "--tasks", ","],
         2,
@@ -161,21 +146,6 @@ CASES = {
         ["convert", "garbage.safetensors", "out"],
         1,
         "conversion failed: cannot read garbage.safetensors as a safetensors file: Error while deserializing",
-    ),
-    "model weights that are not safetensors": (
-        ["eval", "masks.json", "--images", ".", "--model", "corrupt"],
-        1,
-        "error: cannot read corrupt/model.safetensors as a safetensors file",
-    ),
-    "a model config that is not JSON": (
-        ["eval", "masks.json", "--images", ".", "--model", "not_json"],
-        1,
-        "error: not_json/config.json is not a converted GLEE config: not valid JSON",
-    ),
-    "a model config with a wrong type": (
-        ["eval", "masks.json", "--images", ".", "--model", "bad_type"],
-        1,
-        'error: bad_type/config.json: GleeConfig.hidden_dim must be int, not "abc"',
     ),
     "an annotation with a malformed mask": (
         ["eval", "bogus_seg.json", "--images", ".", "--tasks", "detect"],
@@ -198,6 +168,21 @@ CASES = {
         "error: no_images/annotations.json has no images: nothing to train on",
     ),
 }
+
+# Damaged model directories (made in ``workdir``): ``glee eval --model`` and ``glee serve --model`` (which
+# checks before it binds its ports) name the file and the problem.
+DAMAGED_MODELS = {
+    "not_json": "error: not_json/config.json is not a converted GLEE config: not valid JSON",
+    "bad_type": 'error: bad_type/config.json: GleeConfig.hidden_dim must be int, not "abc"',
+    "corrupt": "error: cannot read corrupt/model.safetensors as a safetensors file",
+}
+for _model, _reason in DAMAGED_MODELS.items():
+    CASES[f"eval of the damaged model {_model}"] = (
+        ["eval", "masks.json", "--images", ".", "--model", _model],
+        1,
+        _reason,
+    )
+    CASES[f"serve of the damaged model {_model}"] = (["serve", "--model", _model], 1, _reason)
 
 
 @pytest.mark.parametrize("case", CASES)
