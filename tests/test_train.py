@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -429,6 +430,18 @@ def test_class_stage_trains_only_the_refinement_on_matched_detection_samples(
     assert exported.model.predictor.class_refine is not None
     with pytest.raises(ValueError, match="class_refine"):
         Trainer(_config(stage="class"), data, tmp_path / "x", echo=lambda s: None)
+
+
+def test_class_stage_collects_anew_from_another_starting_head(data: list[Path], tmp_path: Path) -> None:
+    """The class stage's targets come from matching the frozen queries by their refined logits, so a re-run
+    from the same model reuses its samples and a re-run from another class refinement collects anew."""
+    first, _ = _fit_head_stage(data, tmp_path, "class", {"class_refine": True, "class_refine_shape": 4})
+    fitted = tmp_path / "fitted"
+    shutil.copytree(tmp_path / "class" / EXPORT, fitted)
+    for init, said in ((tmp_path / "base" / EXPORT, "collected earlier"), (fitted, "collecting anew")):
+        lines: list[str] = []
+        Trainer(first.cfg, data, tmp_path / "class", init=init, echo=lines.append).fit()
+        assert any(said in line for line in lines), lines
 
 
 def test_referring_loss_is_the_softmax_mass_missing_from_the_positives() -> None:

@@ -52,11 +52,15 @@ class HeadStage:
     needs: str  # the model setting that adds them
     task: str  # the sampler task whose batches it caches
     samples: type[HeadSamples]
+    # Whether collecting runs the head it fits: the class stage matches the ground truth to the frozen
+    # queries by their refined logits, so its samples' targets depend on the starting head's weights; the
+    # relation stage caches the logits before its head.
+    collects_with_head: bool
 
 
 HEAD_STAGES = {
-    "relation": HeadStage(RELATION_PREFIX, "ground_relation_layers > 0", "ground", GroundingSamples),
-    "class": HeadStage(CLASS_PREFIX, "class_refine", "detect", DetectionSamples),
+    "relation": HeadStage(RELATION_PREFIX, "ground_relation_layers > 0", "ground", GroundingSamples, False),
+    "class": HeadStage(CLASS_PREFIX, "class_refine", "detect", DetectionSamples, True),
 }
 
 
@@ -388,9 +392,9 @@ class Trainer:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
         digest.update(self.cache.boxes.tobytes())
         digest.update(json.dumps(self.cache.sentences).encode())  # the same scenes with other sentences
-        prefix = HEAD_STAGES[cfg.stage].prefix
+        head = HEAD_STAGES[cfg.stage]
         for name, tensor in sorted(self.model.state_dict().items()):
-            if not name.startswith(prefix):
+            if head.collects_with_head or not name.startswith(head.prefix):
                 digest.update(name.encode())
                 digest.update(tensor.detach().float().cpu().numpy().tobytes())
         return digest.hexdigest()
