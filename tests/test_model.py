@@ -13,6 +13,7 @@ from glee.data.masks import box_iou, mask_box
 from glee.model import GleePredictor, InputError, PromptError, build_glee, get_config
 from glee.model.config import GleeConfig
 from glee.model.layers import mask_crops
+from glee.model.mirror import flip_words, fuse_mirrored
 from glee.model.predictor import RERANK_FIT_POWER, resized_size
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.relation import RANK_FEATURES, RANKED, mask_areas, ranked_quantities, soft_ranks
@@ -60,6 +61,7 @@ def test_reserved_variants_fail_loudly() -> None:
     [
         ({"class_refine_shape": 16}, "class_refine_shape needs class_refine"),
         ({"prompt_rerank": -1}, "prompt_rerank must be >= 0"),
+        ({"ground_mirror_weight": float("nan")}, "ground_mirror_weight must be >= 0"),
         ({"class_refine_shape": -1}, "class_refine_shape must be >= 0"),
         ({"mask_guided_eps": 0.0}, "mask_guided_eps must be > 0"),
         ({"mask_guided_radius": -2.0}, "mask_guided_radius must be > 0"),
@@ -149,6 +151,48 @@ def test_ground_rows_keep_the_grounding_order(predictor: GleePredictor) -> None:
     expected = torch.topk(raw["pred_logits"][0, :, 0], 8).indices.numpy()
     np.testing.assert_array_equal(result.query_index, expected)
     assert (np.diff(result.scores) > 0).any()
+
+
+def test_mirrored_grounding_fuses_the_flipped_views_order(predictor: GleePredictor) -> None:
+    """With ``ground_mirror_weight`` the candidates come in the order that fuses the sentence on the image
+    with the swapped sentence on the image flipped inside its padded frame, and that order is not the
+    first view's alone. The image is taller than wide, so the frame pads its right side."""
+    image = np.random.default_rng(3).integers(0, 255, (260, 200, 3), dtype=np.uint8)
+    mirrored = predictor.with_config(ground_mirror_weight=0.5, mask_guided_radius=None)
+    [result] = mirrored.ground(image, ["the leftmost star"], top_k=8)
+    prepared = predictor._prepare(image)
+    raw = predictor.model.forward_raw(prepared.pixels[None], expression="the leftmost star")
+    flipped = predictor.model.forward_raw(prepared.pixels.flip(-1)[None], expression="the rightmost star")
+    width = prepared.size[1] / (raw["pred_masks"].shape[-1] * 4)
+    order = fuse_mirrored(
+        raw["pred_logits"][0, :, 0], raw["pred_boxes"][0], flipped["pred_logits"][0, :, 0],
+        flipped["pred_boxes"][0], width, 0.5,
+    )  # fmt: skip
+    expected = torch.topk(order, 8).indices.numpy()
+    np.testing.assert_array_equal(result.query_index, expected)
+    assert not np.array_equal(expected, torch.topk(raw["pred_logits"][0, :, 0], 8).indices.numpy())
+
+
+def test_fuse_mirrored_adds_the_same_objects_mirrored_probability() -> None:
+    """Query 1 is second in the first view, but the mirrored view's best query covers the same object (its
+    box mirrored inside an image that fills 0.8 of the padded width), so it comes first; a mirrored query
+    that covers no first-view box adds nothing."""
+    boxes = torch.tensor([[0.2, 0.5, 0.1, 0.1], [0.6, 0.5, 0.1, 0.1], [0.4, 0.2, 0.1, 0.1]])
+    logits = torch.tensor([1.0, 0.8, -3.0])
+    # The mirrored view: query 0 on object 1 (x 0.6 -> 0.8 - 0.6 = 0.2), query 2 on nothing.
+    mirrored = torch.tensor([[0.2, 0.5, 0.1, 0.1], [0.6, 0.5, 0.1, 0.1], [0.7, 0.9, 0.1, 0.1]])
+    mirrored_logits = torch.tensor([2.0, -1.0, 1.0])
+    fused = fuse_mirrored(logits, boxes, mirrored_logits, mirrored, 0.8, 1.0)
+    p, q = logits.softmax(0), mirrored_logits.softmax(0)
+    torch.testing.assert_close(fused, torch.stack([p[0] + q[1], p[1] + q[0], p[2]]))
+    assert fused.argmax() == 1
+    torch.testing.assert_close(fuse_mirrored(logits, boxes, mirrored_logits, mirrored, 0.8, 0.0), p)
+
+
+def test_flip_words_swaps_direction_words_and_keeps_the_rest() -> None:
+    assert flip_words("The LEFTMOST star, on the Left.", (True, False)) == "The RIGHTMOST star, on the Right."
+    assert flip_words("the topmost object", (True, True)) == "the bottommost object"
+    assert flip_words("the leftover star on the right", (True, False)) == "the leftover star on the left"
 
 
 def test_batched_detection_equals_single_requests(predictor: GleePredictor) -> None:

@@ -14,6 +14,7 @@ from torch import Tensor
 from glee.data.readers import FileFormatError
 from glee.data.videos import VideoConfig
 from glee.data.writers import write_images, write_videos
+from glee.model.mirror import flip_words
 from glee.model.object_decoder import LayerPrediction
 from glee.model.predictor import GleePredictor
 from glee.train import trainer as trainer_module
@@ -24,7 +25,7 @@ from glee.train.denoising import build_denoising
 from glee.train.losses import referring_loss, sample_at, track_contrastive_loss
 from glee.train.matcher import match
 from glee.train.relation_stage import GroundingSamples
-from glee.train.tasks import TaskSampler, _describes, flip_words
+from glee.train.tasks import TaskSampler, _describes
 from glee.train.trainer import CHECKPOINT, EXPORT, STAGE_SAMPLES, Trainer
 
 SIZE = 64

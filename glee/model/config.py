@@ -90,6 +90,12 @@ class GleeConfig:
     # than the plain projection does. After the head, so that a relation stage's samples and fit do not
     # depend on it. 0 = grounding without it.
     ground_refine_weight: float = 0.0
+    # Grounding also runs the image flipped left-right with the sentence's direction words swapped
+    # (``glee.model.mirror``) and ranks each candidate by its probability (softmax over the queries) plus
+    # this weight times that of the mirrored view's query on the same object. Twice the images in every
+    # grounding forward; video tasks keep one view (``video_predictor.VIDEO_SETTINGS``). 0 = one view (the
+    # official grounding).
+    ground_mirror_weight: float = 0.0
     # Stage-2/3 checkpoints carry the visual prompter (sot_fuser, mask_sptial_embed, pn_indicator).
     visual_prompt: bool = True
     template_size: int = 256
@@ -125,6 +131,8 @@ class GleeConfig:
         problems = [f"{name} must be >= 0" for name in counts if getattr(self, name) < 0]
         if self.class_refine_shape and not self.class_refine:
             problems.append("class_refine_shape needs class_refine")
+        if not self.ground_mirror_weight >= 0:
+            problems.append("ground_mirror_weight must be >= 0")
         if not self.ground_refine_weight >= 0:
             problems.append("ground_refine_weight must be >= 0")
         elif self.ground_refine_weight and not self.class_refine:

@@ -33,6 +33,7 @@ from glee.data.masks import box_iou, mask_boxes
 from glee.model.glee import GleeModel, ModelOutput, TextPrompt, VisualPrompt, build_glee
 from glee.model.guided_filter import refine_masks
 from glee.model.layers import box_region, box_xyxy
+from glee.model.mirror import flip_words, fuse_mirrored
 from glee.model.prompts import prompt_agreement, rasterize, validate_prompt
 from glee.model.types import ImageResult, ImageTask
 
@@ -269,9 +270,9 @@ class GleePredictor:
         ]
         images = self._images(prepared)
         batch = images[[ti for ti, _ in items]]
+        orders: list[torch.Tensor | None] = [None] * len(items)
         if kind == "ground":
-            prompts = [self._expression_prompt(x) for _, x in items]
-            out = self.model.run(batch, prompts)
+            out, orders = self._ground(batch, [x for _, x in items], [prepared[ti] for ti, _ in items])
         else:
             visual = self._visual(items, tasks, prepared, batch.shape[-2:])
             out = self.model.run(batch, [self._category_prompt(VISUAL_CLASS_NAMES)] * len(items), visual)
@@ -279,12 +280,37 @@ class GleePredictor:
         for b, (ti, x) in enumerate(items):
             k = tasks[ti].max_detections
             if kind == "ground":
-                results[ti].append(self._top(out, b, prepared[ti], x, "logits", k))
+                results[ti].append(self._top(out, b, prepared[ti], x, "logits", k, orders[b]))
                 continue
             n = max(k, self.cfg.prompt_rerank)
             candidates = self._top(out, b, prepared[ti], "object", "confidence", n)
             results[ti].append(_rerank(candidates, x, k) if self.cfg.prompt_rerank else candidates)
         return results
+
+    def _ground(
+        self, batch: torch.Tensor, sentences: list[str], prepared: list[_Prepared]
+    ) -> tuple[ModelOutput, list[torch.Tensor | None]]:
+        """One forward for the sentences (one image of ``batch`` each). With ``ground_mirror_weight``
+        the same forward also runs each image flipped left-right with its sentence's direction words
+        swapped, and each sentence's grounding order is fused with its mirror's (``mirror.fuse_mirrored``);
+        the first views keep the rows of ``batch``, the mirrored ones follow."""
+        prompts = [self._expression_prompt(x) for x in sentences]
+        weight = self.cfg.ground_mirror_weight
+        if not weight:
+            return self.model.run(batch, prompts), [None] * len(sentences)
+        mirrored = torch.cat([self.model.normalize_and_pad(p.pixels.flip(-1)[None]) for p in prepared])
+        mirrored_prompts = [self._expression_prompt(flip_words(x, (True, False))) for x in sentences]
+        both = self.model.run(torch.cat([batch, mirrored]), prompts + mirrored_prompts)
+        n, frame_width = len(sentences), batch.shape[-1]
+        last = both.decoder.last
+        orders = [
+            fuse_mirrored(
+                last.logits[b, :, 0], last.boxes[b], last.logits[n + b, :, 0], last.boxes[n + b],
+                p.size[1] / frame_width, weight,
+            )
+            for b, p in enumerate(prepared)
+        ]  # fmt: skip
+        return both, orders
 
     # ------------------------------------------------------------ prompts
     def _category_prompt(self, names: Sequence[str]) -> TextPrompt:
@@ -348,12 +374,17 @@ class GleePredictor:
             result = _select(result, _nms(result, self.cfg.detection_nms_iou))
         return result
 
-    def _top(self, out: ModelOutput, b: int, p: _Prepared, label: str, rank: str, k: int) -> ImageResult:
-        """The ``k`` best queries by grounding logit (``rank`` "logits") or prompt confidence. A grounding
-        answer's probability is its match to the sentence (``DecoderOutput.match_logits``), not the
-        relation head's rank logit, whose level says nothing on its own (near 1e-5 for right answers)."""
+    def _top(
+        self, out: ModelOutput, b: int, p: _Prepared, label: str, rank: str, k: int,
+        order: torch.Tensor | None = None,
+    ) -> ImageResult:  # fmt: skip
+        """The ``k`` best queries by grounding logit (``rank`` "logits"; ``order`` instead when given) or
+        prompt confidence. A grounding answer's probability is its match to the sentence
+        (``DecoderOutput.match_logits``), not the relation head's rank logit, whose level says nothing on
+        its own (near 1e-5 for right answers)."""
         last = out.decoder.last
-        order = (last.logits[b, :, 0] if rank == "logits" else last.scores[b, :, 0]).sigmoid()
+        if order is None:
+            order = (last.logits[b, :, 0] if rank == "logits" else last.scores[b, :, 0]).sigmoid()
         match = out.decoder.match_logits if rank == "logits" else None
         probs = order if match is None else match[b].sigmoid()
         top = torch.topk(order, min(max(k, 1), order.numel()))

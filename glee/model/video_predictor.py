@@ -64,15 +64,23 @@ class FrameResult(ImageResult):
     frame_index: int = 0
 
 
+# Image-task settings that video tasks override (see ``VideoPredictor.__init__``).
+VIDEO_SETTINGS: dict[str, object] = {"mask_guided_radius": None, "ground_mirror_weight": 0.0}
+
+
 class VideoPredictor:
     """Streams frames through an image predictor and keeps object identities across them."""
 
     def __init__(self, predictor: ImagePredictor) -> None:
         # Video tasks keep bilinear masks: with the guided filter, the tight mask of a nearly hidden object
         # shrinks the box that a lost VOS track is re-prompted from, and a crossing object was not found
-        # again (TRAINING.md, "Guided masks").
-        if getattr(getattr(predictor, "cfg", None), "mask_guided_radius", None) is not None:
-            predictor = predictor.with_config(mask_guided_radius=None)  # type: ignore[attr-defined]
+        # again (TRAINING.md, "Guided masks"). RVOS grounds every frame with one view: the mirrored one
+        # left its first picks as they were and lowered the independent videos' J&F, at twice the images
+        # per frame (TRAINING.md, "A second, mirrored view for grounding").
+        cfg = getattr(predictor, "cfg", None)
+        changes = {k: v for k, v in VIDEO_SETTINGS.items() if cfg is not None and getattr(cfg, k, v) != v}
+        if changes:
+            predictor = predictor.with_config(**changes)  # type: ignore[attr-defined]
         self.predictor = predictor
 
     @classmethod

@@ -30,8 +30,8 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from glee.model.glee import GleeModel, TextPrompt
+from glee.model.mirror import flip_words
 from glee.train.losses import referred_positives, referring_loss
-from glee.train.tasks import flip_words
 
 # The parameters the relation stage trains (all others are frozen).
 RELATION_PREFIX = "predictor.ground_relation"

@@ -19,14 +19,12 @@ import numpy as np
 
 from glee.data.masks import mask_box
 from glee.data.prompts import jitter_box, sample_negative_points, sample_positive_point, sample_scribble
+from glee.model.mirror import flip_words
 from glee.model.prompts import rasterize
 from glee.train.cache import Cache
 from glee.train.config import TaskMix
 
 OBJECT = "object"
-# Words of a referring sentence that a flip turns into their mirror image.
-_HFLIP = {"left": "right", "right": "left", "leftmost": "rightmost", "rightmost": "leftmost"}
-_VFLIP = {"topmost": "bottommost", "bottommost": "topmost", "top": "bottom", "bottom": "top"}
 
 
 @dataclass
@@ -281,14 +279,3 @@ def _describes(name: str, obj: tuple[str, str | None]) -> bool:
     if name in (OBJECT, shape):
         return True
     return colour is not None and name == f"{colour} {shape}"
-
-
-def flip_words(sentence: str, flip: tuple[bool, bool]) -> str:
-    """The sentence that describes the same object in the image flipped left-right (flip[0]) and/or
-    top-bottom (flip[1])."""
-    words = sentence.split(" ")
-    if flip[0]:
-        words = [_HFLIP.get(x, x) for x in words]
-    if flip[1]:
-        words = [_VFLIP.get(x, x) for x in words]
-    return " ".join(words)
