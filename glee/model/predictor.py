@@ -251,8 +251,11 @@ class GleePredictor:
         pixels = torch.from_numpy(np.array(image)).to(self.device).permute(2, 0, 1).float()
         return _Prepared(pixels, original, (h, w), (rh, rw))
 
-    def _images(self, prepared: list[_Prepared]) -> torch.Tensor:
-        return torch.cat([self.model.normalize_and_pad(p.pixels[None]) for p in prepared], 0)
+    def _images(self, prepared: list[_Prepared], mirrored: bool = False) -> torch.Tensor:
+        """[N, 3, H, W] the normalized, padded inputs; ``mirrored``: each image flipped left-right inside its
+        own part of the frame (the padding stays on the right)."""
+        pixels = [p.pixels.flip(-1) if mirrored else p.pixels for p in prepared]
+        return torch.cat([self.model.normalize_and_pad(x[None]) for x in pixels], 0)
 
     def _run_group(self, tasks: list[ImageTask]) -> list[list[ImageResult]]:
         prepared = [self._prepare(t.image) for t in tasks]
@@ -268,11 +271,11 @@ class GleePredictor:
         items = [
             (ti, x) for ti, t in enumerate(tasks) for x in (t.expressions if kind == "ground" else t.prompts)
         ]
-        images = self._images(prepared)
-        batch = images[[ti for ti, _ in items]]
+        index = [ti for ti, _ in items]
+        batch = self._images(prepared)[index]
         orders: list[torch.Tensor | None] = [None] * len(items)
         if kind == "ground":
-            out, orders = self._ground(batch, [x for _, x in items], [prepared[ti] for ti, _ in items])
+            out, orders = self._ground(batch, [x for _, x in items], prepared, index)
         else:
             visual = self._visual(items, tasks, prepared, batch.shape[-2:])
             out = self.model.run(batch, [self._category_prompt(VISUAL_CLASS_NAMES)] * len(items), visual)
@@ -288,17 +291,18 @@ class GleePredictor:
         return results
 
     def _ground(
-        self, batch: torch.Tensor, sentences: list[str], prepared: list[_Prepared]
+        self, batch: torch.Tensor, sentences: list[str], prepared: list[_Prepared], index: list[int]
     ) -> tuple[ModelOutput, list[torch.Tensor | None]]:
-        """One forward for the sentences (one image of ``batch`` each). With ``ground_mirror_weight``
-        the same forward also runs each image flipped left-right with its sentence's direction words
-        swapped, and each sentence's grounding order is fused with its mirror's (``mirror.fuse_mirrored``);
-        the first views keep the rows of ``batch``, the mirrored ones follow."""
+        """One forward for the sentences, sentence b on ``batch[b]``, the input of image ``index[b]`` of
+        ``prepared``. With ``ground_mirror_weight`` the same forward also runs each image flipped left-right
+        (once per image) with its sentence's direction words swapped, and each sentence's grounding order
+        is fused with its mirror's (``mirror.fuse_mirrored``); the first views keep the rows of ``batch``,
+        the mirrored ones follow."""
         prompts = [self._expression_prompt(x) for x in sentences]
         weight = self.cfg.ground_mirror_weight
         if not weight:
             return self.model.run(batch, prompts), [None] * len(sentences)
-        mirrored = torch.cat([self.model.normalize_and_pad(p.pixels.flip(-1)[None]) for p in prepared])
+        mirrored = self._images(prepared, mirrored=True)[index]
         mirrored_prompts = [self._expression_prompt(flip_words(x, (True, False))) for x in sentences]
         both = self.model.run(torch.cat([batch, mirrored]), prompts + mirrored_prompts)
         n, frame_width = len(sentences), batch.shape[-1]
@@ -306,9 +310,9 @@ class GleePredictor:
         orders = [
             fuse_mirrored(
                 last.logits[b, :, 0], last.boxes[b], last.logits[n + b, :, 0], last.boxes[n + b],
-                p.size[1] / frame_width, weight,
+                prepared[i].size[1] / frame_width, weight,
             )
-            for b, p in enumerate(prepared)
+            for b, i in enumerate(index)
         ]  # fmt: skip
         return both, orders
 
